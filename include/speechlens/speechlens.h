@@ -1,0 +1,5 @@
+#pragma once
+// Umbrella header: everything a C++ research program needs.
+#include "speechlens/util/error.h"
+#include "speechlens/util/log.h"
+#include "speechlens/version.h"

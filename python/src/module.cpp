@@ -1,0 +1,7 @@
+// The extension module's entry point; each area registers its bindings from its own file.
+#include "bindings.h"
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "SpeechLens C++ core (bindings only; see the speechlens package for the API)";
+  speechlens::python::bind_util(m);
+}
