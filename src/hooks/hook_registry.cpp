@@ -1,0 +1,235 @@
+#include "speechlens/hooks/hook_registry.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "speechlens/util/error.h"
+
+namespace speechlens::hooks {
+
+bool glob_match(std::string_view pattern, std::string_view text) {
+  size_t p = 0, t = 0, star_p = std::string_view::npos, star_t = 0;
+  auto class_match = [&](size_t& pi, char c) {
+    // pattern[pi] == '['; advances pi past ']' and returns whether c is in the class.
+    size_t i = pi + 1;
+    bool negate = i < pattern.size() && (pattern[i] == '!' || pattern[i] == '^');
+    if (negate) ++i;
+    bool found = false;
+    size_t first = i;
+    for (; i < pattern.size() && (pattern[i] != ']' || i == first); ++i) {
+      if (i + 2 < pattern.size() && pattern[i + 1] == '-' && pattern[i + 2] != ']') {
+        if (pattern[i] <= c && c <= pattern[i + 2]) found = true;
+        i += 2;
+      } else if (pattern[i] == c) {
+        found = true;
+      }
+    }
+    pi = i + 1;
+    return found != negate;
+  };
+  while (t < text.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star_p = p++;
+      star_t = t;
+    } else if (p < pattern.size() && pattern[p] == '?') {
+      ++p;
+      ++t;
+    } else if (p < pattern.size() && pattern[p] == '[') {
+      size_t next = p;
+      if (class_match(next, text[t])) {
+        p = next;
+        ++t;
+      } else if (star_p != std::string_view::npos) {
+        p = star_p + 1;
+        t = ++star_t;
+      } else {
+        return false;
+      }
+    } else if (p < pattern.size() && pattern[p] == text[t]) {
+      ++p;
+      ++t;
+    } else if (star_p != std::string_view::npos) {
+      p = star_p + 1;
+      t = ++star_t;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+HookSelector::HookSelector(std::string name_or_glob)
+    : HookSelector(name_or_glob.find_first_of("*?[") == std::string::npos ? Kind::exact : Kind::glob,
+                   std::move(name_or_glob)) {}
+
+HookSelector::HookSelector(Kind kind, std::string text) : kind_(kind), text_(std::move(text)) {
+  if (kind_ == Kind::regex) {
+    try {
+      regex_ = std::make_shared<std::regex>(text_, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      throw InvalidInput(fmt::format("invalid hook-name regex '{}': {}", text_, e.what()));
+    }
+  }
+}
+
+HookSelector HookSelector::exact(std::string name) { return {Kind::exact, std::move(name)}; }
+HookSelector HookSelector::glob(std::string pattern) { return {Kind::glob, std::move(pattern)}; }
+HookSelector HookSelector::regex(std::string pattern) { return {Kind::regex, std::move(pattern)}; }
+HookSelector HookSelector::predicate(std::function<bool(const std::string&)> pred,
+                                     std::string description) {
+  HookSelector selector(Kind::predicate, std::move(description));
+  selector.predicate_ = std::move(pred);
+  return selector;
+}
+
+bool HookSelector::matches(const std::string& name) const {
+  switch (kind_) {
+    case Kind::exact: return name == text_;
+    case Kind::glob: return glob_match(text_, name);
+    case Kind::regex: return std::regex_search(name, *regex_);
+    case Kind::predicate: return predicate_(name);
+  }
+  return false;
+}
+
+HookPoint& HookRegistry::create(const std::string& name, Stack stack, int64_t layer) {
+  auto [it, inserted] = points_.try_emplace(name, nullptr);
+  if (!inserted) throw Error(fmt::format("hook point '{}' created twice (a model bug)", name));
+  it->second = std::make_unique<HookPoint>(name, stack, layer, &run_);
+  order_.push_back(name);
+  return *it->second;
+}
+
+HookPoint& HookRegistry::at(const std::string& name) {
+  auto it = points_.find(name);
+  if (it == points_.end()) resolve(HookSelector::exact(name));  // throws with suggestions
+  return *it->second;
+}
+
+namespace {
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+std::vector<std::string> HookRegistry::suggest(const std::string& name, size_t count) const {
+  // Globs are compared with their wildcards replaced by a typical layer index.
+  std::string probe = name;
+  for (char& c : probe) {
+    if (c == '*' || c == '?') c = '0';
+  }
+  std::vector<std::pair<size_t, std::string>> scored;
+  scored.reserve(order_.size());
+  for (const auto& candidate : order_) scored.emplace_back(edit_distance(probe, candidate), candidate);
+  std::stable_sort(scored.begin(), scored.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::string> out;
+  for (size_t i = 0; i < scored.size() && out.size() < count; ++i) out.push_back(scored[i].second);
+  return out;
+}
+
+std::vector<std::string> HookRegistry::resolve(const HookSelector& selector) const {
+  std::vector<std::string> matched;
+  if (selector.is_exact()) {
+    if (points_.count(selector.description())) matched.push_back(selector.description());
+  } else {
+    for (const auto& name : order_) {
+      if (selector.matches(name)) matched.push_back(name);
+    }
+  }
+  if (matched.empty()) {
+    auto near = suggest(selector.description());
+    std::string list;
+    for (const auto& n : near) list += "\n  " + n;
+    throw NameError(fmt::format(
+        "no hook point matches '{}' ({} points in this model; model.hook_names() lists them). "
+        "Nearest names:{}",
+        selector.description(), order_.size(), list));
+  }
+  return matched;
+}
+
+std::vector<HookId> HookRegistry::add(const HookSelector& selector, HookFn fn, Direction direction,
+                                      bool permanent) {
+  if (!fn) throw InvalidInput("a hook must be callable");
+  std::vector<HookId> ids;
+  for (const auto& name : resolve(selector)) {
+    HookPoint& point = *points_.at(name);
+    HookId id = next_id_++;
+    point.attach(id, fn, direction);
+    owners_.emplace(id, Owner{&point, permanent, direction});
+    if (direction == Direction::backward) ++backward_count_;
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+void HookRegistry::remove(HookId id) {
+  auto it = owners_.find(id);
+  if (it == owners_.end()) return;  // already removed (e.g. by reset): removal is idempotent
+  it->second.point->detach(id);
+  if (it->second.direction == Direction::backward) --backward_count_;
+  owners_.erase(it);
+}
+
+void HookRegistry::remove(const std::vector<HookId>& ids) {
+  for (HookId id : ids) remove(id);
+}
+
+void HookRegistry::reset(bool including_permanent) {
+  std::vector<HookId> doomed;
+  for (const auto& [id, owner] : owners_) {
+    if (including_permanent || !owner.permanent) doomed.push_back(id);
+  }
+  remove(doomed);
+}
+
+bool HookRegistry::any_active(std::initializer_list<const HookPoint*> points) const {
+  for (const HookPoint* p : points) {
+    if (p && p->has_hooks()) return true;
+  }
+  return false;
+}
+
+HookScope::HookScope(HookScope&& other) noexcept
+    : registry_(other.registry_), ids_(std::move(other.ids_)) {
+  other.ids_.clear();
+}
+
+HookScope& HookScope::operator=(HookScope&& other) noexcept {
+  if (this != &other) {
+    release();
+    registry_ = other.registry_;
+    ids_ = std::move(other.ids_);
+    other.ids_.clear();
+  }
+  return *this;
+}
+
+HookScope& HookScope::add(const HookSelector& selector, HookFn fn, Direction direction) {
+  auto added = registry_->add(selector, std::move(fn), direction, /*permanent=*/false);
+  ids_.insert(ids_.end(), added.begin(), added.end());
+  return *this;
+}
+
+void HookScope::release() {
+  if (registry_) registry_->remove(ids_);
+  ids_.clear();
+}
+
+}  // namespace speechlens::hooks
