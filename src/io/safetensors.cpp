@@ -37,31 +37,32 @@ constexpr const char* kMetadataKey = "__metadata__";
 struct DtypeEntry {
   std::string_view name;
   at::ScalarType type;
-  // Position in the reference implementation's Dtype enum: its writer orders tensors by it
-  // (descending) and we follow so our files come out byte-identical to Python's.
+  // Order of the reference implementation's Dtype enum (as observed from safetensors 0.8): its
+  // writer lays tensors out by it, descending, and we follow so that our files come out
+  // byte-identical to Python's save_file.
   int writer_rank;
 };
 
 // The set Python's safetensors.torch maps to torch dtypes.
 constexpr std::array<DtypeEntry, 18> kDtypes{{
     {"BOOL", at::kBool, 0},
-    {"U8", at::kByte, 4},
-    {"I8", at::kChar, 5},
-    {"F8_E5M2", at::kFloat8_e5m2, 6},
-    {"F8_E4M3", at::kFloat8_e4m3fn, 7},
+    {"U8", at::kByte, 1},
+    {"I8", at::kChar, 2},
+    {"F8_E5M2", at::kFloat8_e5m2, 3},
+    {"F8_E4M3", at::kFloat8_e4m3fn, 4},
+    {"F8_E4M3FNUZ", at::kFloat8_e4m3fnuz, 5},
     {"F8_E5M2FNUZ", at::kFloat8_e5m2fnuz, 6},
-    {"F8_E4M3FNUZ", at::kFloat8_e4m3fnuz, 7},
-    {"I16", at::kShort, 9},
-    {"U16", at::kUInt16, 10},
-    {"F16", at::kHalf, 11},
-    {"BF16", at::kBFloat16, 12},
-    {"I32", at::kInt, 13},
-    {"U32", at::kUInt32, 14},
-    {"F32", at::kFloat, 15},
-    {"C64", at::kComplexFloat, 16},
-    {"F64", at::kDouble, 17},
-    {"I64", at::kLong, 18},
-    {"U64", at::kUInt64, 19},
+    {"I16", at::kShort, 7},
+    {"U16", at::kUInt16, 8},
+    {"F16", at::kHalf, 9},
+    {"BF16", at::kBFloat16, 10},
+    {"I32", at::kInt, 11},
+    {"U32", at::kUInt32, 12},
+    {"F32", at::kFloat, 13},
+    {"C64", at::kComplexFloat, 14},
+    {"F64", at::kDouble, 15},
+    {"I64", at::kLong, 16},
+    {"U64", at::kUInt64, 17},
 }};
 
 const DtypeEntry* find_dtype(std::string_view name) {
