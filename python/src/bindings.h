@@ -10,6 +10,7 @@ namespace speechlens::python {
 namespace py = pybind11;
 
 void bind_util(py::module_& m);
+void bind_io(py::module_& m);
 void bind_hooks(py::module_& m);
 void bind_models(py::module_& m);
 

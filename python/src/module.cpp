@@ -4,6 +4,7 @@
 PYBIND11_MODULE(_C, m) {
   m.doc() = "SpeechLens C++ core (bindings only; see the speechlens package for the API)";
   speechlens::python::bind_util(m);
+  speechlens::python::bind_io(m);
   speechlens::python::bind_hooks(m);
   speechlens::python::bind_models(m);
 }

@@ -23,7 +23,10 @@ class SafetensorsFile;
 class Checkpoint {
  public:
   // Opens `dir` (must contain config.json and either model.safetensors or
-  // model.safetensors.index.json). Tensors stay memory-mapped until taken.
+  // model.safetensors.index.json; like transformers, the single file wins when both exist).
+  // Tensors stay memory-mapped until taken. Throws IoError when `dir` or a file cannot be read,
+  // InvalidInput when a file is malformed, an index names a missing shard, a shard lacks a
+  // tensor the index places in it, or a name occurs in two shards.
   static Checkpoint open(const std::filesystem::path& dir);
 
   const std::filesystem::path& dir() const;
@@ -35,8 +38,12 @@ class Checkpoint {
   std::vector<std::string> names() const;  // sorted
   bool contains(const std::string& name) const;
   std::vector<int64_t> shape(const std::string& name) const;
-  // The tensor as stored (a zero-copy view of the mapping where alignment allows).
+  at::ScalarType dtype(const std::string& name) const;
+  // The tensor as stored (a zero-copy view of the mapping where alignment allows; see
+  // SafetensorsFile::get for the copy-on-write rule). Unknown names throw NameError.
   at::Tensor get(const std::string& name) const;
+  // The shard files, in the order of their names (one entry for a single model.safetensors).
+  std::vector<std::filesystem::path> files() const;
 
  private:
   struct State;
@@ -63,17 +70,26 @@ class WeightLoader {
   void ignore(const std::string& name);
 
   // Throws speechlens::InvalidInput naming every missing, unexpected (present in the
-  // checkpoint but never taken) and mis-shaped tensor.
+  // checkpoint but never taken nor ignored) and mis-shaped tensor, one per line.
   void finish() const;
 
   const Checkpoint& checkpoint() const { return checkpoint_; }
+  const Options& options() const { return options_; }
 
  private:
+  struct Misshaped {
+    std::string name;
+    std::vector<int64_t> expected;
+    std::vector<int64_t> actual;
+  };
+  std::optional<at::Tensor> load(const std::string& name, at::IntArrayRef shape, bool required);
+  at::Tensor placeholder(at::IntArrayRef shape) const;
+
   Checkpoint checkpoint_;
   Options options_;
   std::set<std::string> taken_;
   std::vector<std::string> missing_;
-  std::vector<std::string> misshaped_;
+  std::vector<Misshaped> misshaped_;
 };
 
 }  // namespace speechlens::io
