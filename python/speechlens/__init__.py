@@ -1,13 +1,31 @@
 """SpeechLens: mechanistic interpretability for speech models.
 
+    import speechlens as sl
+    model = sl.load("path/to/hf-checkpoint")
+    logits, cache = model.run_with_cache(feats, tokens, names_filter="encoder.blocks.*.hook_resid_post")
+
 `import torch` happens first: the extension links the LibTorch inside the torch package and
 must find it loaded.
 """
 import torch  # noqa: F401  (must precede the extension)
 
 from . import _C
-from ._C import SpeechLensError, InvalidInputError, HookNameError, SpeechLensIOError
+from ._C import HookNameError, InvalidInputError, SpeechLensError, SpeechLensIOError
+from .cache import ActivationCache
+from .loading import load
+from .model import Config, HookedModel
+from .whisper import HookedWhisper
 
 __version__ = _C.version()
 
-__all__ = ["SpeechLensError", "InvalidInputError", "HookNameError", "SpeechLensIOError"]
+__all__ = [
+    "load",
+    "HookedModel",
+    "HookedWhisper",
+    "ActivationCache",
+    "Config",
+    "SpeechLensError",
+    "InvalidInputError",
+    "HookNameError",
+    "SpeechLensIOError",
+]

@@ -3,6 +3,7 @@
 #include "bindings.h"
 #include "speechlens/hooks/activation_cache.h"
 #include "speechlens/models/whisper.h"
+#include "speechlens/util/error.h"
 
 namespace speechlens::python {
 

@@ -60,9 +60,14 @@ bool glob_match(std::string_view pattern, std::string_view text) {
   return p == pattern.size();
 }
 
+namespace {
+bool has_glob_syntax(const std::string& text) { return text.find_first_of("*?[") != std::string::npos; }
+}  // namespace
+
+// The kind is decided before the string is moved into place (argument evaluation order is
+// unspecified, so the two must not share one call).
 HookSelector::HookSelector(std::string name_or_glob)
-    : HookSelector(name_or_glob.find_first_of("*?[") == std::string::npos ? Kind::exact : Kind::glob,
-                   std::move(name_or_glob)) {}
+    : kind_(has_glob_syntax(name_or_glob) ? Kind::glob : Kind::exact), text_(std::move(name_or_glob)) {}
 
 HookSelector::HookSelector(Kind kind, std::string text) : kind_(kind), text_(std::move(text)) {
   if (kind_ == Kind::regex) {

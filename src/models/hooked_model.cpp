@@ -1,6 +1,7 @@
 #include "speechlens/models/hooked_model.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 namespace speechlens::models {
 
@@ -10,6 +11,14 @@ void HookedModel::to(std::optional<at::Device> device, std::optional<at::ScalarT
     t = t.to(device.value_or(t.device()), floating ? dtype.value_or(t.scalar_type()) : t.scalar_type());
   });
   settle_placement();
+}
+
+at::Tensor HookedModel::enter_graph(at::Tensor input) const {
+  if (registry_.has_backward_hooks() && c10::GradMode::is_enabled() && !input.requires_grad() &&
+      at::isFloatingType(input.scalar_type())) {
+    return input.detach().requires_grad_(true);
+  }
+  return input;
 }
 
 void HookedModel::settle_placement() {

@@ -187,7 +187,7 @@ at::Tensor HookedWhisper::encode(const at::Tensor& mel_in, const at::Tensor& mel
                                    2 * c.max_source_positions, mel_in.size(2)));
   }
   set_run_lengths(mel_lengths, mel_in.size(0));
-  auto mel = (*hook_mel_)(mel_in.to(device_, dtype_));
+  auto mel = (*hook_mel_)(enter_graph(mel_in.to(device_, dtype_)));
   auto x = (*hook_conv1_out_)(at::gelu(conv1_(mel)));
   x = (*hook_conv2_out_)(at::gelu(conv2_(x)));
   x = x.transpose(1, 2);  // [B, T, D]
@@ -223,7 +223,7 @@ at::Tensor HookedWhisper::decode(const at::Tensor& tokens, const at::Tensor& aud
   if (ids.numel() > 0 && (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= c.vocab_size)) {
     throw InvalidInput(fmt::format("token ids must lie in [0, {})", c.vocab_size));
   }
-  auto x = (*hook_tok_embed_)(at::embedding(token_embedding_, ids));
+  auto x = (*hook_tok_embed_)(enter_graph(at::embedding(token_embedding_, ids)));
   x = x + (*hook_decoder_pos_embed_)(decoder_positions_.narrow(0, offset, length).expand_as(x));
   TransformerBlock::Inputs inputs;
   inputs.self_mask.causal = true;

@@ -58,6 +58,10 @@ class HookedModel {
   virtual void visit(const TensorVisitor& fn) = 0;
   // Records the device and floating dtype the weights ended up with after loading.
   void settle_placement();
+  // Where a model's inputs enter the graph. Weights carry no gradient, so when a backward hook
+  // is attached (and grad mode is on) the input is made a leaf that requires grad: every
+  // activation downstream then has a gradient for the hook to see.
+  at::Tensor enter_graph(at::Tensor input) const;
 
   hooks::HookRegistry registry_;
   at::Device device_ = at::kCPU;

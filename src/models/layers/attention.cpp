@@ -124,7 +124,9 @@ at::Tensor Attention::operator()(const at::Tensor& x, const at::Tensor& source,
     pattern = hook_pattern(pattern);
     z = hook_z(at::matmul(pattern, vh).transpose(1, 2));
   } else {
-    z = at::scaled_dot_product_attention(qh, kh, vh, allowed, 0.0, false, scale).transpose(1, 2);
+    std::optional<at::Tensor> attn_mask;
+    if (allowed.defined()) attn_mask = allowed;
+    z = at::scaled_dot_product_attention(qh, kh, vh, attn_mask, 0.0, false, scale).transpose(1, 2);
   }
   return o_(z.reshape({batch, tq, heads * dh}));
 }

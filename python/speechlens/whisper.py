@@ -1,0 +1,67 @@
+"""HookedWhisper in Python: the log-mel front end, the forward, greedy transcription."""
+from __future__ import annotations
+
+import torch
+
+from . import _C
+from .model import HookedModel
+
+
+class HookedWhisper(HookedModel):
+    """Whisper with a hook point at every activation (``model.hook_names()`` lists them).
+
+    ``model(features, tokens)`` returns decoder logits [batch, tokens, vocab]; without
+    ``tokens`` the decoder reads the start-of-transcript prompt.
+    """
+
+    default_stack = "encoder"
+
+    def __init__(self, path: str, device=None, dtype=None):
+        from .model import _as_dtype
+
+        core = _C.models.HookedWhisper(str(path), torch.device(device) if device is not None else None,
+                                       _as_dtype(dtype))
+        super().__init__(core, str(path))
+
+    def forward(self, features: torch.Tensor, tokens: torch.Tensor | None = None,
+                feature_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [batch, tokens, vocab] for log-mel ``features`` [batch, n_mels, frames]
+        (or [n_mels, frames]) and decoder ``tokens`` [batch, seq] (or [seq])."""
+        features = _batched(features, 3, "features")
+        if tokens is None:
+            tokens = torch.tensor([self.prompt()] * features.shape[0])
+        tokens = _batched(tokens, 2, "tokens")
+        return self._core.forward(features, tokens, feature_lengths)
+
+    def prompt(self) -> list[int]:
+        """The decoder prompt transcription starts from (start-of-transcript and forced tokens)."""
+        return [self.cfg.decoder_start_token_id]
+
+    def encode(self, features: torch.Tensor, feature_lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Audio states [batch, frames / 2, d_model] after the encoder's final norm."""
+        return self._core.encode(_batched(features, 3, "features"), feature_lengths)
+
+    def decode(self, tokens: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return self._core.decode(_batched(tokens, 2, "tokens"), audio)
+
+    def generate(self, features: torch.Tensor, prompt: list[int] | None = None, max_new_tokens: int = 0,
+                 apply_suppress_tokens: bool = True, feature_lengths=None) -> list[list[int]]:
+        """Greedy decoding with a KV cache; hooks fire at every step (``hook.decode_step``)."""
+        return self._core.generate_greedy(_batched(features, 3, "features"), prompt or self.prompt(),
+                                          max_new_tokens, apply_suppress_tokens, feature_lengths)
+
+    def unembed(self, residual: torch.Tensor) -> torch.Tensor:
+        return self._core.unembed(residual)
+
+    def apply_final_norm(self, residual: torch.Tensor, stack: str = "decoder") -> torch.Tensor:
+        return self._core.apply_final_norm(residual, stack)
+
+
+def _batched(tensor, dims: int, what: str) -> torch.Tensor:
+    if not isinstance(tensor, torch.Tensor):
+        tensor = torch.as_tensor(tensor)
+    if tensor.dim() == dims - 1:
+        tensor = tensor.unsqueeze(0)
+    if tensor.dim() != dims:
+        raise ValueError(f"{what} must have {dims - 1} or {dims} dimensions, got shape {tuple(tensor.shape)}")
+    return tensor
