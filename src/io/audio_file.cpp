@@ -62,6 +62,25 @@ std::vector<float> read_all_frames(SNDFILE* file, int channels) {
   return interleaved;
 }
 
+// The line of libsndfile's parse log that reports a header overstating the data, or "".
+std::string truncation_note(SNDFILE* file) {
+  std::string log(8192, '\0');
+  sf_command(file, SFC_GET_LOG_INFO, log.data(), static_cast<int>(log.size()));
+  log.resize(std::strlen(log.c_str()));
+  size_t start = 0;
+  while (start < log.size()) {
+    size_t end = log.find('\n', start);
+    if (end == std::string::npos) end = log.size();
+    const std::string line = log.substr(start, end - start);
+    if (line.find("should be") != std::string::npos || line.find("too long") != std::string::npos ||
+        line.find("truncated") != std::string::npos) {
+      return line;
+    }
+    start = end + 1;
+  }
+  return "";
+}
+
 void check_finite(const at::Tensor& samples, const fs::path& path) {
   const at::Tensor bad = at::logical_not(at::isfinite(samples));
   if (!bad.any().item<bool>()) return;
@@ -161,19 +180,15 @@ AudioClip read_audio(const fs::path& path) {
   if (frames == 0) {
     throw InvalidInput(fmt::format("audio file '{}' contains no decodable samples", path.string()));
   }
-  // libsndfile clamps a too-long WAV data chunk to the bytes present and logs it; its log is
-  // the only trace a truncated file leaves, so read it.
-  char log[4096] = {0};
-  sf_command(file.get(), SFC_GET_LOG_INFO, log, sizeof(log));
-  const bool header_overstates_data = std::strstr(log, "should be") != nullptr ||
-                                      std::strstr(log, "too long") != nullptr ||
-                                      std::strstr(log, "truncated") != nullptr;
+  // libsndfile clamps a too-long WAV data chunk to the bytes present and only says so in its
+  // log; that log line is the one trace a truncated file leaves.
+  const std::string overstated = truncation_note(file.get());
   if ((info.frames > 0 && info.frames != SF_COUNT_MAX && frames < info.frames) ||
-      header_overstates_data) {
+      !overstated.empty()) {
     throw InvalidInput(fmt::format(
-        "audio file '{}' is truncated: the header declares more data than the file holds "
-        "(decoded {} frames; libsndfile log: {})",
-        path.string(), frames, std::string(log)));
+        "audio file '{}' is truncated: its header declares more data than the file holds "
+        "(decoded {} of {} frames; libsndfile: {})",
+        path.string(), frames, info.frames, overstated.empty() ? "short read" : overstated));
   }
 
   at::Tensor samples =
