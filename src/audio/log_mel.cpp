@@ -153,7 +153,10 @@ at::Tensor WhisperFeatureExtractor::log_mel(const at::Tensor& padded_waves) cons
                /*return_complex=*/true);
   // Whisper drops the last STFT frame: L / hop frames remain.
   const int64_t frames = spectrum.size(2) - 1;
-  const at::Tensor power = at::view_as_real(spectrum.narrow(2, 0, frames)).pow(2).sum(-1);
+  const at::Tensor kept = spectrum.narrow(2, 0, frames);
+  // re^2 + im^2 on the complex views is several times faster than |X|^2 or a reduction over
+  // view_as_real, and differs from HF's abs()**2 only in the last float32 bit.
+  const at::Tensor power = at::real(kept).square().add_(at::imag(kept).square());
   at::Tensor mel = at::matmul(mel_filters_.to(waves.device()), power);
   at::Tensor log_spec = mel.clamp_min_(1e-10).log10_();
   // The 80 dB dynamic-range floor is per utterance, as HF applies it per example.
