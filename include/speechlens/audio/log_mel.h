@@ -69,6 +69,9 @@ class WhisperFeatureExtractor {
   int frames() const { return options_.n_samples / options_.hop_length; }
 
  private:
+  // log_mel of rows whose samples past `signal_length` are all padding.
+  at::Tensor log_mel_of_signal_prefix(const at::Tensor& waves, int64_t signal_length) const;
+
   WhisperFeatureOptions options_;
   at::Tensor mel_filters_;
   at::Tensor window_;
