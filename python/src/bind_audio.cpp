@@ -114,8 +114,11 @@ void bind_audio(py::module_& root) {
           [](const audio::WhisperFeatureExtractor& self, const std::vector<at::Tensor>& waves,
              const std::string& padding, bool truncation) {
             const audio::WhisperPadding mode = parse_padding(padding);
-            py::gil_scoped_release release;
-            audio::WhisperFeatures features = self(waves, mode, truncation);
+            audio::WhisperFeatures features;
+            {
+              py::gil_scoped_release release;
+              features = self(waves, mode, truncation);
+            }
             return py::make_tuple(features.input_features, features.attention_mask);
           },
           py::arg("waves"), py::arg("padding") = "max_length", py::arg("truncation") = true,
