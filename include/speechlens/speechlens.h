@@ -1,5 +1,9 @@
 #pragma once
 // Umbrella header: everything a C++ research program needs.
+#include "speechlens/audio/log_mel.h"
+#include "speechlens/audio/normalize.h"
+#include "speechlens/audio/resample.h"
+#include "speechlens/io/audio_file.h"
 #include "speechlens/util/error.h"
 #include "speechlens/util/log.h"
 #include "speechlens/version.h"

@@ -19,5 +19,6 @@ void bind_models(py::module_& m);
 hooks::HookFn python_hook(py::function fn);
 // str (exact name or glob), compiled re.Pattern, or a callable name -> bool.
 hooks::HookSelector to_selector(const py::handle& selector);
+void bind_audio(py::module_& m);
 
 }  // namespace speechlens::python

@@ -7,4 +7,5 @@ PYBIND11_MODULE(_C, m) {
   speechlens::python::bind_io(m);
   speechlens::python::bind_hooks(m);
   speechlens::python::bind_models(m);
+  speechlens::python::bind_audio(m);
 }
