@@ -4,4 +4,5 @@
 PYBIND11_MODULE(_C, m) {
   m.doc() = "SpeechLens C++ core (bindings only; see the speechlens package for the API)";
   speechlens::python::bind_util(m);
+  speechlens::python::bind_text(m);
 }

@@ -572,6 +572,7 @@ BpeTokenizer BpeTokenizer::from_dir(const fs::path& dir) {
   // checkpoints list them in added_tokens.json and mark the special ones in
   // special_tokens_map.json.
   std::unordered_set<std::string> special_contents;
+  std::unordered_map<std::string, json> special_flags;
   const fs::path special_map_file = dir / "special_tokens_map.json";
   std::vector<json> special_sources{config};
   if (fs::is_regular_file(special_map_file)) special_sources.push_back(read_json(special_map_file));
@@ -584,7 +585,11 @@ BpeTokenizer BpeTokenizer::from_dir(const fs::path& dir) {
         return "";
       };
       if (special_key) {
-        if (auto c = content_of(value); !c.empty()) special_contents.insert(c);
+        if (auto c = content_of(value); !c.empty()) {
+          special_contents.insert(c);
+          // RoBERTa-style entries carry the token's lstrip/rstrip flags.
+          if (value.is_object()) special_flags[c] = value;
+        }
       } else if (key == "additional_special_tokens" && value.is_array()) {
         for (const json& v : value) {
           if (auto c = content_of(v); !c.empty()) special_contents.insert(c);
@@ -601,14 +606,21 @@ BpeTokenizer BpeTokenizer::from_dir(const fs::path& dir) {
   }
   const fs::path added_file = dir / "added_tokens.json";
   if (fs::is_regular_file(added_file)) {
-    for (const auto& [content, id] : read_json(added_file).items()) {
+    const json added_json = read_json(added_file);
+    for (const auto& [content, id] : added_json.items()) {
       const std::int64_t token_id = id.get<std::int64_t>();
       if (tokens.count(token_id)) continue;
       AddedToken token;
-      token.id = token_id;
-      token.content = content;
-      token.special = special_contents.count(content) > 0;
-      token.normalized = !token.special;
+      if (auto flags = special_flags.find(content); flags != special_flags.end()) {
+        json node = flags->second;
+        node["special"] = true;
+        token = added_token_from_json(node, token_id, special_map_file);
+      } else {
+        token.id = token_id;
+        token.content = content;
+        token.special = special_contents.count(content) > 0;
+        token.normalized = !token.special;
+      }
       tokens.emplace(token_id, token);
     }
   }
