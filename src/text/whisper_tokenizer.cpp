@@ -7,10 +7,6 @@
 #include <utility>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
-
-#include <fstream>
-
 #include "speechlens/util/error.h"
 
 namespace speechlens::text {
@@ -98,44 +94,15 @@ std::string remove_timestamp_text(const std::string& text) {
   return out;
 }
 
-void replace_all(std::string& text, std::string_view from, std::string_view to) {
-  for (std::size_t pos = text.find(from); pos != std::string::npos; pos = text.find(from, pos + to.size())) {
-    text.replace(pos, from.size(), to);
-  }
-}
-
-// transformers' clean_up_tokenization.
-std::string clean_up_tokenization(std::string text) {
-  constexpr std::pair<std::string_view, std::string_view> kRules[] = {
-      {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"}, {" n't", "n't"},
-      {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
-  for (const auto& [from, to] : kRules) replace_all(text, from, to);
-  return text;
-}
-
 }  // namespace
 
 WhisperTokenizer WhisperTokenizer::from_dir(const std::filesystem::path& dir,
                                             std::optional<bool> multilingual) {
-  bool clean_up = false;
-  const auto config_file = dir / "tokenizer_config.json";
-  if (std::filesystem::is_regular_file(config_file)) {
-    std::ifstream in(config_file);
-    try {
-      const auto config = nlohmann::json::parse(in);
-      if (config.contains("clean_up_tokenization_spaces") && config["clean_up_tokenization_spaces"].is_boolean()) {
-        clean_up = config["clean_up_tokenization_spaces"].get<bool>();
-      }
-    } catch (const nlohmann::json::exception& e) {
-      throw InvalidInput(fmt::format("{} is not valid JSON: {}", config_file.string(), e.what()));
-    }
-  }
-  return WhisperTokenizer(BpeTokenizer::from_dir(dir), multilingual, clean_up);
+  return WhisperTokenizer(BpeTokenizer::from_dir(dir), multilingual);
 }
 
-WhisperTokenizer::WhisperTokenizer(BpeTokenizer bpe, std::optional<bool> multilingual,
-                                   bool clean_up_tokenization_spaces)
-    : bpe_(std::move(bpe)), clean_up_tokenization_spaces_(clean_up_tokenization_spaces) {
+WhisperTokenizer::WhisperTokenizer(BpeTokenizer bpe, std::optional<bool> multilingual)
+    : bpe_(std::move(bpe)) {
   eot_ = special_token("<|endoftext|>");
   sot_ = special_token("<|startoftranscript|>");
   transcribe_ = special_token("<|transcribe|>");
@@ -162,8 +129,7 @@ std::string WhisperTokenizer::decode(const std::vector<std::int64_t>& ids,
     auto sot = std::find(kept.begin(), kept.end(), sot_);
     kept.erase(kept.begin(), sot);
   }
-  std::string text = remove_timestamp_text(bpe_.decode(kept, skip_special_tokens));
-  return clean_up_tokenization_spaces_ ? clean_up_tokenization(std::move(text)) : text;
+  return remove_timestamp_text(bpe_.decode(kept, skip_special_tokens));
 }
 
 std::vector<std::int64_t> WhisperTokenizer::sot_sequence(std::optional<std::string> language,
@@ -201,6 +167,21 @@ std::int64_t WhisperTokenizer::special_token(std::string_view content) const {
                               content, known, known.size() >= 200 ? ", ..." : ""));
 }
 
+std::optional<std::int64_t> WhisperTokenizer::language_token_at(std::size_t index) const {
+  // HF places language i at <|startoftranscript|> + 1 + i rather than looking up "<|code|>":
+  // some vocabularies spell a code differently (faster-whisper's has <|iw|> for Hebrew). A
+  // vocabulary with fewer languages (no <|yue|> before large-v3) has a task token there instead.
+  const std::int64_t id = sot_ + 1 + static_cast<std::int64_t>(index);
+  if (!bpe_.has_id(id)) return std::nullopt;
+  const std::string token = bpe_.id_to_token(id);
+  const bool looks_like_language =
+      token.size() >= 6 && token.size() <= 7 && token.rfind("<|", 0) == 0 &&
+      token.compare(token.size() - 2, 2, "|>") == 0 &&
+      std::all_of(token.begin() + 2, token.end() - 2, [](char c) { return c >= 'a' && c <= 'z'; });
+  if (!looks_like_language) return std::nullopt;
+  return id;
+}
+
 std::int64_t WhisperTokenizer::language_token(std::string_view language) const {
   const auto code = language_code(language);
   if (!code) {
@@ -209,28 +190,37 @@ std::int64_t WhisperTokenizer::language_token(std::string_view language) const {
         "name such as \"german\"",
         language));
   }
-  return special_token(fmt::format("<|{}|>", *code));
+  for (std::size_t i = 0; i < kLanguages.size(); ++i) {
+    if (kLanguages[i].first != *code) continue;
+    if (auto id = language_token_at(i)) return *id;
+  }
+  throw NameError(fmt::format("language \"{}\" has no token in this Whisper vocabulary ({} languages)",
+                              *code, language_codes().size()));
 }
 
 std::vector<std::string> WhisperTokenizer::language_codes() const {
   std::vector<std::string> codes;
-  for (const auto& [code, name] : kLanguages) {
-    if (bpe_.token_to_id(fmt::format("<|{}|>", code))) codes.emplace_back(code);
+  for (std::size_t i = 0; i < kLanguages.size() && language_token_at(i); ++i) {
+    codes.emplace_back(kLanguages[i].first);
   }
   return codes;
 }
 
 std::vector<std::int64_t> WhisperTokenizer::language_token_ids() const {
   std::vector<std::int64_t> ids;
-  for (const auto& code : language_codes()) ids.push_back(*bpe_.token_to_id(fmt::format("<|{}|>", code)));
+  for (std::size_t i = 0; i < kLanguages.size(); ++i) {
+    auto id = language_token_at(i);
+    if (!id) break;
+    ids.push_back(*id);
+  }
   return ids;
 }
 
 std::optional<std::string> WhisperTokenizer::language_of(std::int64_t id) const {
-  for (const auto& [code, name] : kLanguages) {
-    if (bpe_.token_to_id(fmt::format("<|{}|>", code)) == id) return std::string(code);
-  }
-  return std::nullopt;
+  const std::int64_t index = id - sot_ - 1;
+  if (index < 0 || index >= static_cast<std::int64_t>(kLanguages.size())) return std::nullopt;
+  if (!language_token_at(static_cast<std::size_t>(index))) return std::nullopt;
+  return std::string(kLanguages[static_cast<std::size_t>(index)].first);
 }
 
 bool WhisperTokenizer::is_timestamp(std::int64_t id) const {

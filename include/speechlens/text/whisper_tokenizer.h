@@ -21,11 +21,9 @@ class WhisperTokenizer {
 
   // `multilingual` unset: English-only checkpoints reuse GPT-2's vocabulary, where
   // <|endoftext|> is id 50256; multilingual ones put it at 50257 (OpenAI's n_vocab >= 51865).
-  // tokenizer_config.json's clean_up_tokenization_spaces (default false) is honoured by decode.
   static WhisperTokenizer from_dir(const std::filesystem::path& dir,
                                    std::optional<bool> multilingual = std::nullopt);
-  explicit WhisperTokenizer(BpeTokenizer bpe, std::optional<bool> multilingual = std::nullopt,
-                            bool clean_up_tokenization_spaces = false);
+  explicit WhisperTokenizer(BpeTokenizer bpe, std::optional<bool> multilingual = std::nullopt);
 
   const BpeTokenizer& bpe() const { return bpe_; }
   bool multilingual() const { return multilingual_; }
@@ -34,7 +32,8 @@ class WhisperTokenizer {
   std::vector<std::int64_t> encode(std::string_view text) const;
   // HF's WhisperTokenizer.decode: with skip_special_tokens a leading <|startofprev|> prompt is
   // dropped up to <|startoftranscript|> and special tokens are skipped; timestamp tokens never
-  // appear in the text (HF removes "<|d.dd|>" with a regex; so does this).
+  // appear in the text (HF removes "<|d.dd|>" with a regex; so does this). No
+  // clean_up_tokenization: transformers 5 refuses it for BPE tokenizers.
   std::string decode(const std::vector<std::int64_t>& ids, bool skip_special_tokens = true) const;
 
   // The decoder prompt. Multilingual: HF's prefix_tokens = <|startoftranscript|>
@@ -60,7 +59,7 @@ class WhisperTokenizer {
   std::int64_t special_token(std::string_view content) const;
   // Language token id for a code or English name; throws NameError for unknown languages.
   std::int64_t language_token(std::string_view language) const;
-  // Language codes whose tokens this vocabulary has, in id order, and their ids.
+  // Language codes (transformers' spelling) this vocabulary has tokens for, in id order.
   std::vector<std::string> language_codes() const;
   std::vector<std::int64_t> language_token_ids() const;
   // The language code of a language token id, if it is one.
@@ -75,9 +74,10 @@ class WhisperTokenizer {
   std::int64_t vocab_size() const;
 
  private:
+  std::optional<std::int64_t> language_token_at(std::size_t index) const;
+
   BpeTokenizer bpe_;
   bool multilingual_ = false;
-  bool clean_up_tokenization_spaces_ = false;
   std::int64_t eot_ = 0, sot_ = 0, transcribe_ = 0, translate_ = 0, sot_prev_ = 0, sot_lm_ = 0,
                no_timestamps_ = 0, no_speech_ = 0;
 };
