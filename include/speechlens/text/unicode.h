@@ -3,6 +3,7 @@
 // categories \p{L} and \p{N}, White_Space (what \s means in the Oniguruma regexes HF tokenizers
 // run) and NFC normalisation (Qwen2's normalizer). Tables come from Python's unicodedata; see
 // scripts/gen_unicode_tables.py and unicode_version().
+#include <cstdint>
 #include <string>
 #include <string_view>
 
