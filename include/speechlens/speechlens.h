@@ -9,3 +9,6 @@
 #include "speechlens/version.h"
 #include "speechlens/io/checkpoint.h"
 #include "speechlens/io/safetensors.h"
+#include "speechlens/text/bpe_tokenizer.h"
+#include "speechlens/text/unicode.h"
+#include "speechlens/text/whisper_tokenizer.h"

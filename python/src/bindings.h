@@ -20,5 +20,6 @@ hooks::HookFn python_hook(py::function fn);
 // str (exact name or glob), compiled re.Pattern, or a callable name -> bool.
 hooks::HookSelector to_selector(const py::handle& selector);
 void bind_audio(py::module_& m);
+void bind_text(py::module_& m);
 
 }  // namespace speechlens::python

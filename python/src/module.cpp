@@ -8,4 +8,5 @@ PYBIND11_MODULE(_C, m) {
   speechlens::python::bind_hooks(m);
   speechlens::python::bind_models(m);
   speechlens::python::bind_audio(m);
+  speechlens::python::bind_text(m);
 }
