@@ -28,22 +28,91 @@ int64_t first_id(const nlohmann::json& config, const char* key, int64_t fallback
   return it->get<int64_t>();
 }
 
-BlockConfig whisper_block(const WhisperConfig& c, int64_t heads, int64_t ffn, bool decoder) {
+}  // namespace
+
+BlockConfig whisper_block_config(int64_t d_model, int64_t heads, int64_t ffn, const std::string& activation,
+                                 bool cross_attention) {
   BlockConfig block;
-  block.attention.d_model = c.d_model;
+  block.attention.d_model = d_model;
   block.attention.n_heads = heads;
   block.attention.k_bias = false;  // Whisper's key projection has no bias
-  block.mlp.d_model = c.d_model;
+  block.mlp.d_model = d_model;
   block.mlp.d_mlp = ffn;
-  block.mlp.activation = activation_from_name(c.activation);
+  block.mlp.activation = activation_from_name(activation);
   block.norm = NormKind::layer_norm;
   block.norm_eps = 1e-5;
   block.pre_norm = true;
-  block.cross_attention = decoder;
+  block.cross_attention = cross_attention;
   return block;
 }
 
-}  // namespace
+WhisperEncoder::WhisperEncoder(const WeightScope& weights, const HookNamer& hooks,
+                               const WhisperEncoderConfig& config)
+    : config_(config) {
+  const auto& c = config_;
+  hook_mel_ = &hooks.point("hook_mel");
+  conv1_ = Conv1d(weights.child("conv1"), c.n_mels, c.d_model, 3, 1, 1, true);
+  hook_conv1_out_ = &hooks.child("conv1").point("hook_out");
+  conv2_ = Conv1d(weights.child("conv2"), c.d_model, c.d_model, 3, 2, 1, true);
+  hook_conv2_out_ = &hooks.child("conv2").point("hook_out");
+  positions_ = weights.take("embed_positions.weight", {c.max_source_positions, c.d_model});
+  hook_pos_embed_ = &hooks.point("hook_pos_embed");
+  const BlockConfig block = whisper_block_config(c.d_model, c.heads, c.ffn, c.activation, false);
+  for (int64_t i = 0; i < c.layers; ++i) {
+    blocks_.push_back(std::make_unique<TransformerBlock>(weights.child("layers." + std::to_string(i)),
+                                                         hooks.layer("blocks", i), block));
+  }
+  if (c.average_pool) hook_pooled_ = &hooks.point("hook_pooled");
+  ln_post_ = std::make_unique<Norm>(weights.child("layer_norm"), hooks.child("ln_post"), NormKind::layer_norm,
+                                    c.d_model, 1e-5);
+}
+
+at::Tensor WhisperEncoder::operator()(const at::Tensor& mel_in, const at::Tensor& key_valid) const {
+  const auto& c = config_;
+  if (mel_in.dim() != 3 || mel_in.size(1) != c.n_mels) {
+    throw InvalidInput(fmt::format(
+        "Whisper expects log-mel features of shape [batch, {}, frames], got {}. Use "
+        "model.features(wave) to compute them",
+        c.n_mels, c10::str(mel_in.sizes())));
+  }
+  const int64_t frames = mel_in.size(2) > 0 ? frames_after_convs(mel_in.size(2)) : 0;
+  if (frames < 1 || frames > c.max_source_positions) {
+    throw InvalidInput(fmt::format("Whisper's encoder takes 1 to {} mel frames (30 s); got {}",
+                                   2 * c.max_source_positions, mel_in.size(2)));
+  }
+  auto mel = (*hook_mel_)(mel_in);
+  auto x = (*hook_conv1_out_)(at::gelu(conv1_(mel)));
+  x = (*hook_conv2_out_)(at::gelu(conv2_(x)));
+  x = x.transpose(1, 2);  // [B, T, D]
+  x = x + (*hook_pos_embed_)(positions_.narrow(0, 0, frames).expand_as(x));
+  TransformerBlock::Inputs inputs;
+  inputs.self_mask.key_valid = key_valid;
+  for (const auto& block : blocks_) x = (*block)(x, inputs);
+  if (hook_pooled_) {
+    x = (*hook_pooled_)(at::avg_pool1d(x.transpose(1, 2), {2}, {2}).transpose(1, 2));
+  }
+  return (*ln_post_)(x);
+}
+
+void WhisperEncoder::visit(const TensorVisitor& fn) {
+  conv1_.visit(fn);
+  conv2_.visit(fn);
+  fn(positions_);
+  for (auto& block : blocks_) block->visit(fn);
+  ln_post_->visit(fn);
+}
+
+WhisperEncoderConfig WhisperConfig::encoder() const {
+  WhisperEncoderConfig e;
+  e.n_mels = n_mels;
+  e.d_model = d_model;
+  e.layers = encoder_layers;
+  e.heads = encoder_heads;
+  e.ffn = encoder_ffn;
+  e.max_source_positions = max_source_positions;
+  e.activation = activation;
+  return e;
+}
 
 WhisperConfig WhisperConfig::from_json(const nlohmann::json& j) {
   WhisperConfig c;
@@ -87,22 +156,8 @@ HookedWhisper::HookedWhisper(const io::Checkpoint& checkpoint, const LoadOptions
   HookNamer names(registry_, "");
   const auto& c = config_;
 
-  // Encoder.
-  HookNamer encoder = names.stack("encoder", hooks::Stack::encoder);
-  hook_mel_ = &encoder.point("hook_mel");
-  conv1_ = Conv1d(encoder_weights.child("conv1"), c.n_mels, c.d_model, 3, 1, 1, true);
-  hook_conv1_out_ = &encoder.child("conv1").point("hook_out");
-  conv2_ = Conv1d(encoder_weights.child("conv2"), c.d_model, c.d_model, 3, 2, 1, true);
-  hook_conv2_out_ = &encoder.child("conv2").point("hook_out");
-  encoder_positions_ = encoder_weights.take("embed_positions.weight", {c.max_source_positions, c.d_model});
-  hook_encoder_pos_embed_ = &encoder.point("hook_pos_embed");
-  const BlockConfig encoder_block = whisper_block(c, c.encoder_heads, c.encoder_ffn, false);
-  for (int64_t i = 0; i < c.encoder_layers; ++i) {
-    encoder_blocks_.push_back(std::make_unique<TransformerBlock>(
-        encoder_weights.child("layers." + std::to_string(i)), encoder.layer("blocks", i), encoder_block));
-  }
-  encoder_ln_post_ = std::make_unique<Norm>(encoder_weights.child("layer_norm"), encoder.child("ln_post"),
-                                            NormKind::layer_norm, c.d_model, 1e-5);
+  encoder_ = std::make_unique<WhisperEncoder>(encoder_weights, names.stack("encoder", hooks::Stack::encoder),
+                                              c.encoder());
 
   // Decoder.
   HookNamer decoder = names.stack("decoder", hooks::Stack::decoder);
@@ -110,7 +165,8 @@ HookedWhisper::HookedWhisper(const io::Checkpoint& checkpoint, const LoadOptions
   hook_tok_embed_ = &decoder.point("hook_tok_embed");
   decoder_positions_ = decoder_weights.take("embed_positions.weight", {c.max_target_positions, c.d_model});
   hook_decoder_pos_embed_ = &decoder.point("hook_pos_embed");
-  const BlockConfig decoder_block = whisper_block(c, c.decoder_heads, c.decoder_ffn, true);
+  const BlockConfig decoder_block =
+      whisper_block_config(c.d_model, c.decoder_heads, c.decoder_ffn, c.activation, true);
   for (int64_t i = 0; i < c.decoder_layers; ++i) {
     decoder_blocks_.push_back(std::make_unique<TransformerBlock>(
         decoder_weights.child("layers." + std::to_string(i)), decoder.layer("blocks", i), decoder_block));
@@ -173,29 +229,10 @@ void HookedWhisper::set_run_lengths(const at::Tensor& mel_lengths, int64_t batch
   run.encoder_valid_lengths = at::div(lengths - 1, 2, "floor") + 1;
 }
 
-at::Tensor HookedWhisper::encode(const at::Tensor& mel_in, const at::Tensor& mel_lengths) {
-  const auto& c = config_;
-  if (mel_in.dim() != 3 || mel_in.size(1) != c.n_mels) {
-    throw InvalidInput(fmt::format(
-        "Whisper expects log-mel features of shape [batch, {}, frames], got {}. Use "
-        "model.features(wave) to compute them",
-        c.n_mels, c10::str(mel_in.sizes())));
-  }
-  const int64_t frames = encoder_frames(mel_in.size(2));
-  if (frames > c.max_source_positions || mel_in.size(2) < 1) {
-    throw InvalidInput(fmt::format("Whisper takes at most {} mel frames (30 s); got {}",
-                                   2 * c.max_source_positions, mel_in.size(2)));
-  }
-  set_run_lengths(mel_lengths, mel_in.size(0));
-  auto mel = (*hook_mel_)(enter_graph(mel_in.to(device_, dtype_)));
-  auto x = (*hook_conv1_out_)(at::gelu(conv1_(mel)));
-  x = (*hook_conv2_out_)(at::gelu(conv2_(x)));
-  x = x.transpose(1, 2);  // [B, T, D]
-  auto positions = (*hook_encoder_pos_embed_)(encoder_positions_.narrow(0, 0, frames).expand_as(x));
-  x = x + positions;
-  TransformerBlock::Inputs inputs;  // Whisper's encoder attends to every frame, padding included
-  for (const auto& block : encoder_blocks_) x = (*block)(x, inputs);
-  return (*encoder_ln_post_)(x);
+at::Tensor HookedWhisper::encode(const at::Tensor& mel, const at::Tensor& mel_lengths) {
+  if (mel.dim() == 3) set_run_lengths(mel_lengths, mel.size(0));
+  // Whisper attends to every frame, padding included, exactly as trained.
+  return (*encoder_)(enter_graph(mel.to(device_, dtype_)));
 }
 
 at::Tensor HookedWhisper::unembed(const at::Tensor& residual) const {
@@ -302,11 +339,7 @@ std::vector<std::vector<int64_t>> HookedWhisper::generate_greedy(const at::Tenso
 }
 
 void HookedWhisper::visit(const TensorVisitor& fn) {
-  conv1_.visit(fn);
-  conv2_.visit(fn);
-  fn(encoder_positions_);
-  for (auto& block : encoder_blocks_) block->visit(fn);
-  encoder_ln_post_->visit(fn);
+  encoder_->visit(fn);
   fn(token_embedding_);
   fn(decoder_positions_);
   if (tied_unembedding_) {

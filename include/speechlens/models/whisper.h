@@ -19,6 +19,57 @@
 
 namespace speechlens::models {
 
+// The audio encoder's shape; Qwen2-Audio's audio tower is this encoder too.
+struct WhisperEncoderConfig {
+  int64_t n_mels = 80;
+  int64_t d_model = 384;
+  int64_t layers = 4;
+  int64_t heads = 6;
+  int64_t ffn = 1536;
+  int64_t max_source_positions = 1500;
+  std::string activation = "gelu";
+  // Qwen2-Audio: average-pool frames by 2 before the final norm.
+  bool average_pool = false;
+};
+
+// conv1 -> GELU -> conv2 (stride 2) -> GELU -> + positions -> pre-norm blocks [-> avg pool] -> ln_post.
+// Hook names (under the namer's prefix): hook_mel, conv1.hook_out, conv2.hook_out,
+// hook_pos_embed, blocks.{i}.*, [hook_pooled,] ln_post.hook_normalized.
+class WhisperEncoder {
+ public:
+  WhisperEncoder(const WeightScope& weights, const HookNamer& hooks, const WhisperEncoderConfig& config);
+
+  // log-mel [B, n_mels, T] (already on the weights' device and dtype) -> [B, T', D].
+  // key_valid [B, T/2] marks real frames for models that mask padding (Qwen2-Audio); Whisper
+  // itself attends to every frame.
+  at::Tensor operator()(const at::Tensor& mel, const at::Tensor& key_valid = {}) const;
+  void visit(const TensorVisitor& fn);
+
+  const WhisperEncoderConfig& config() const { return config_; }
+  const Norm& final_norm() const { return *ln_post_; }
+  const std::vector<std::unique_ptr<TransformerBlock>>& blocks() const { return blocks_; }
+  // Frames after the conv front end for `mel_frames` input frames.
+  int64_t frames_after_convs(int64_t mel_frames) const {
+    return conv2_.output_length(conv1_.output_length(mel_frames));
+  }
+
+ private:
+  WhisperEncoderConfig config_;
+  hooks::HookPoint* hook_mel_;
+  Conv1d conv1_, conv2_;
+  hooks::HookPoint* hook_conv1_out_;
+  hooks::HookPoint* hook_conv2_out_;
+  at::Tensor positions_;  // [max_source_positions, D]
+  hooks::HookPoint* hook_pos_embed_;
+  std::vector<std::unique_ptr<TransformerBlock>> blocks_;
+  hooks::HookPoint* hook_pooled_ = nullptr;
+  std::unique_ptr<Norm> ln_post_;
+};
+
+// A pre-norm transformer block laid out as Whisper's checkpoints name it.
+BlockConfig whisper_block_config(int64_t d_model, int64_t heads, int64_t ffn, const std::string& activation,
+                                 bool cross_attention);
+
 struct WhisperConfig {
   int64_t n_mels = 80;
   int64_t vocab_size = 51865;
@@ -39,6 +90,7 @@ struct WhisperConfig {
   std::vector<int64_t> begin_suppress_tokens;
 
   static WhisperConfig from_json(const nlohmann::json& config);
+  WhisperEncoderConfig encoder() const;
 };
 
 // Greedy decoding: the prompt (start-of-transcript and forced tokens) and the rules.
@@ -75,12 +127,12 @@ class HookedWhisper : public HookedModel {
 
   // Pieces the analysis toolkit reuses (logit lens: final norm + unembedding).
   const Norm& decoder_final_norm() const { return *decoder_ln_final_; }
-  const Norm& encoder_final_norm() const { return *encoder_ln_post_; }
+  const Norm& encoder_final_norm() const { return encoder_->final_norm(); }
   at::Tensor unembed(const at::Tensor& residual) const;
-  const std::vector<std::unique_ptr<TransformerBlock>>& encoder_blocks() const { return encoder_blocks_; }
+  const std::vector<std::unique_ptr<TransformerBlock>>& encoder_blocks() const { return encoder_->blocks(); }
   const std::vector<std::unique_ptr<TransformerBlock>>& decoder_blocks() const { return decoder_blocks_; }
   // Encoder frames produced from `mel_frames` log-mel frames.
-  int64_t encoder_frames(int64_t mel_frames) const { return conv2_.output_length(conv1_.output_length(mel_frames)); }
+  int64_t encoder_frames(int64_t mel_frames) const { return encoder_->frames_after_convs(mel_frames); }
 
  protected:
   void visit(const TensorVisitor& fn) override;
@@ -89,15 +141,7 @@ class HookedWhisper : public HookedModel {
   void set_run_lengths(const at::Tensor& mel_lengths, int64_t batch);
 
   WhisperConfig config_;
-  // Encoder, in forward order (hook points are created in this order).
-  hooks::HookPoint* hook_mel_;
-  Conv1d conv1_, conv2_;
-  hooks::HookPoint* hook_conv1_out_;
-  hooks::HookPoint* hook_conv2_out_;
-  at::Tensor encoder_positions_;  // [max_source_positions, D]
-  hooks::HookPoint* hook_encoder_pos_embed_;
-  std::vector<std::unique_ptr<TransformerBlock>> encoder_blocks_;
-  std::unique_ptr<Norm> encoder_ln_post_;
+  std::unique_ptr<WhisperEncoder> encoder_;
   // Decoder.
   at::Tensor token_embedding_;     // [vocab, D]
   at::Tensor decoder_positions_;   // [max_target_positions, D]
