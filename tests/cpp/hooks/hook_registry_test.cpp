@@ -1,0 +1,169 @@
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "speechlens/hooks/activation_cache.h"
+#include "speechlens/hooks/hook_registry.h"
+#include "speechlens/util/error.h"
+
+namespace sh = speechlens::hooks;
+
+namespace {
+
+// A two-layer stand-in for a model: each layer's output passes a hook point.
+struct ToyModel {
+  sh::HookRegistry registry;
+  std::vector<sh::HookPoint*> points;
+  ToyModel() {
+    for (int i = 0; i < 2; ++i) {
+      points.push_back(&registry.create("encoder.blocks." + std::to_string(i) + ".hook_resid_post",
+                                        sh::Stack::encoder, i));
+      points.push_back(&registry.create("encoder.blocks." + std::to_string(i) + ".attn.hook_pattern",
+                                        sh::Stack::encoder, i));
+    }
+    points.push_back(&registry.create("hook_logits"));
+  }
+  at::Tensor forward(at::Tensor x) {
+    for (auto* p : points) x = (*p)(x * 2);
+    return x;
+  }
+};
+
+}  // namespace
+
+TEST(GlobMatch, MatchesShellStylePatterns) {
+  EXPECT_TRUE(sh::glob_match("encoder.blocks.*.hook_resid_post", "encoder.blocks.11.hook_resid_post"));
+  EXPECT_TRUE(sh::glob_match("*hook_pattern", "decoder.blocks.0.cross_attn.hook_pattern"));
+  EXPECT_TRUE(sh::glob_match("encoder.blocks.[0-2].*", "encoder.blocks.2.ln1.hook_normalized"));
+  EXPECT_FALSE(sh::glob_match("encoder.blocks.[0-2].*", "encoder.blocks.3.ln1.hook_normalized"));
+  EXPECT_TRUE(sh::glob_match("hook_?ogits", "hook_logits"));
+  EXPECT_FALSE(sh::glob_match("encoder.*", "decoder.blocks.0.hook_resid_pre"));
+  EXPECT_TRUE(sh::glob_match("*", ""));
+}
+
+TEST(HookRegistry, SelectsByExactGlobRegexAndPredicate) {
+  ToyModel model;
+  EXPECT_EQ(model.registry.resolve("hook_logits").size(), 1u);
+  EXPECT_EQ(model.registry.resolve("encoder.blocks.*.hook_resid_post").size(), 2u);
+  EXPECT_EQ(model.registry.resolve(sh::HookSelector::regex(R"(blocks\.1\.)")).size(), 2u);
+  auto pred = sh::HookSelector::predicate([](const std::string& n) { return n.find("pattern") != std::string::npos; });
+  EXPECT_EQ(model.registry.resolve(pred).size(), 2u);
+}
+
+TEST(HookRegistry, UnknownNameSuggestsNearestNames) {
+  ToyModel model;
+  try {
+    model.registry.resolve("encoder.blocks.0.hook_resid_psot");
+    FAIL() << "expected NameError";
+  } catch (const speechlens::NameError& e) {
+    std::string message = e.what();
+    EXPECT_NE(message.find("encoder.blocks.0.hook_resid_post"), std::string::npos) << message;
+  }
+  EXPECT_THROW(model.registry.add("decoder.*", [](const at::Tensor&, sh::HookContext&) { return std::nullopt; }),
+               speechlens::NameError);
+}
+
+TEST(HookRegistry, ReplacingHookChangesTheForwardAndObservingDoesNot) {
+  ToyModel model;
+  auto x = at::ones({1, 3});
+  auto clean = model.forward(x);
+  int seen = 0;
+  sh::HookScope scope(model.registry);
+  scope.add("encoder.blocks.*.hook_resid_post", [&](const at::Tensor&, sh::HookContext& ctx) -> std::optional<at::Tensor> {
+    ++seen;
+    EXPECT_EQ(ctx.stack(), sh::Stack::encoder);
+    return std::nullopt;
+  });
+  EXPECT_TRUE(at::equal(model.forward(x), clean));
+  EXPECT_EQ(seen, 2);
+  scope.add("hook_logits", [](const at::Tensor& t, sh::HookContext&) -> std::optional<at::Tensor> {
+    return at::zeros_like(t);
+  });
+  EXPECT_TRUE(at::equal(model.forward(x), at::zeros_like(clean)));
+}
+
+TEST(HookScope, RemovesExactlyItsHooksEvenWhenTheForwardThrows) {
+  ToyModel model;
+  auto permanent = model.registry.add("hook_logits", [](const at::Tensor&, sh::HookContext&) { return std::nullopt; },
+                                      sh::Direction::forward, /*permanent=*/true);
+  try {
+    sh::HookScope scope(model.registry);
+    scope.add("encoder.blocks.0.hook_resid_post", [](const at::Tensor&, sh::HookContext&) -> std::optional<at::Tensor> {
+      throw std::runtime_error("hook failed");
+    });
+    EXPECT_EQ(model.registry.hook_count(), 2u);
+    model.forward(at::ones({2}));
+    FAIL() << "the hook should have thrown";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "hook failed");
+  }
+  EXPECT_EQ(model.registry.hook_count(), 1u);  // the permanent hook stays
+  model.registry.reset();
+  EXPECT_EQ(model.registry.hook_count(), 1u);
+  model.registry.reset(/*including_permanent=*/true);
+  EXPECT_EQ(model.registry.hook_count(), 0u);
+  EXPECT_FALSE(model.points.back()->has_hooks());
+}
+
+TEST(HookPoint, RejectsReplacementsOfTheWrongShape) {
+  ToyModel model;
+  sh::HookScope scope(model.registry);
+  scope.add("hook_logits", [](const at::Tensor& t, sh::HookContext&) -> std::optional<at::Tensor> {
+    return at::zeros({t.size(0) + 1});
+  });
+  EXPECT_THROW(model.forward(at::ones({3})), speechlens::InvalidInput);
+}
+
+TEST(HookPoint, BackwardHooksSeeAndReplaceGradients) {
+  ToyModel model;
+  at::Tensor seen;
+  sh::HookScope scope(model.registry);
+  scope.add_backward("hook_logits", [&](const at::Tensor& grad, sh::HookContext& ctx) -> std::optional<at::Tensor> {
+    EXPECT_EQ(ctx.direction, sh::Direction::backward);
+    seen = grad.clone();
+    return grad * 0;  // stop the gradient here
+  });
+  auto x = at::ones({3}).requires_grad_(true);
+  model.forward(x).sum().backward();
+  ASSERT_TRUE(seen.defined());
+  EXPECT_TRUE(at::equal(seen, at::ones({3})));
+  EXPECT_TRUE(at::equal(x.grad(), at::zeros({3})));
+}
+
+TEST(HookContext, PositionMaskFollowsValidLengths) {
+  ToyModel model;
+  model.registry.run_state().encoder_valid_lengths = at::tensor(std::vector<int64_t>{2, 4});
+  at::Tensor mask;
+  sh::HookScope scope(model.registry);
+  scope.add("encoder.blocks.0.hook_resid_post", [&](const at::Tensor&, sh::HookContext& ctx) -> std::optional<at::Tensor> {
+    mask = ctx.position_mask(4);
+    return std::nullopt;
+  });
+  model.forward(at::ones({2, 4}));
+  auto expected = at::stack({at::tensor({1, 1, 0, 0}), at::tensor({1, 1, 1, 1})}).gt(0);
+  EXPECT_TRUE(at::equal(mask, expected));
+}
+
+TEST(ActivationCache, RecordsStepsConvertsAndEnforcesItsCap) {
+  ToyModel model;
+  sh::CacheOptions options;
+  options.dtype = at::kHalf;
+  sh::ActivationCache cache(options);
+  {
+    sh::HookScope scope(model.registry);
+    scope.add("encoder.blocks.*.hook_resid_post", cache.recorder());
+    model.forward(at::ones({1, 4}));
+    model.forward(at::ones({1, 4}));
+  }
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_EQ(cache.steps("encoder.blocks.0.hook_resid_post").size(), 2u);
+  EXPECT_THROW(cache.get("encoder.blocks.0.hook_resid_post"), speechlens::InvalidInput);  // fired twice
+  EXPECT_EQ(cache.steps("encoder.blocks.1.hook_resid_post")[0].scalar_type(), at::kHalf);
+  EXPECT_THROW(cache.get("nope"), speechlens::NameError);
+
+  sh::CacheOptions capped;
+  capped.max_bytes = 20;
+  sh::ActivationCache small(capped);
+  sh::HookScope scope(model.registry);
+  scope.add("encoder.blocks.*.hook_resid_post", small.recorder());
+  EXPECT_THROW(model.forward(at::ones({1, 4})), speechlens::InvalidInput);
+}
