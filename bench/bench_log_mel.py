@@ -10,6 +10,8 @@ import time
 import numpy as np
 import torch
 
+from timing import median_seconds
+
 from speechlens import _C
 
 import transformers
@@ -17,15 +19,6 @@ from transformers import WhisperFeatureExtractor
 
 transformers.logging.set_verbosity_error()
 
-
-def median_seconds(fn, reps):
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():

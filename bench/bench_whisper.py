@@ -12,11 +12,11 @@ and the ratios sl / hf_eager (goal <= 0.9) and sl_cache_all / sl (goal <= 1.10).
 """
 import argparse
 import json
-import statistics
 import tempfile
-import time
 
 import torch
+
+from timing import median_seconds
 
 SHAPES = {
     "tiny": dict(d_model=384, encoder_layers=4, decoder_layers=4, encoder_attention_heads=6,
@@ -25,15 +25,6 @@ SHAPES = {
                  decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048),
 }
 
-
-def median_time(fn, reps):
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():
@@ -69,12 +60,12 @@ def main():
                     ours = model(mel, tokens)
                     parity = (ref - ours).abs().max().item()
                     row = {"shape": shape, "batch": batch, "max_abs_diff": parity}
-                    row["hf_eager"] = median_time(lambda: hf_eager(input_features=mel, decoder_input_ids=tokens),
+                    row["hf_eager"] = median_seconds(lambda: hf_eager(input_features=mel, decoder_input_ids=tokens),
                                                   args.reps)
-                    row["hf_sdpa"] = median_time(lambda: hf_sdpa(input_features=mel, decoder_input_ids=tokens),
+                    row["hf_sdpa"] = median_seconds(lambda: hf_sdpa(input_features=mel, decoder_input_ids=tokens),
                                                  args.reps)
-                    row["sl"] = median_time(lambda: model(mel, tokens), args.reps)
-                    row["sl_cache_all"] = median_time(lambda: model.run_with_cache(mel, tokens), args.reps)
+                    row["sl"] = median_seconds(lambda: model(mel, tokens), args.reps)
+                    row["sl_cache_all"] = median_seconds(lambda: model.run_with_cache(mel, tokens), args.reps)
                 row["sl_over_hf_eager"] = row["sl"] / row["hf_eager"]
                 row["sl_over_hf_sdpa"] = row["sl"] / row["hf_sdpa"]
                 row["cache_all_over_sl"] = row["sl_cache_all"] / row["sl"]

@@ -32,24 +32,24 @@ bool glob_match(std::string_view pattern, std::string_view text) {
     if (p < pattern.size() && pattern[p] == '*') {
       star_p = p++;
       star_t = t;
-    } else if (p < pattern.size() && pattern[p] == '?') {
-      ++p;
-      ++t;
-    } else if (p < pattern.size() && pattern[p] == '[') {
-      size_t next = p;
-      if (class_match(next, text[t])) {
-        p = next;
-        ++t;
-      } else if (star_p != std::string_view::npos) {
-        p = star_p + 1;
-        t = ++star_t;
+      continue;
+    }
+    bool matched = false;
+    size_t next = p + 1;
+    if (p < pattern.size()) {
+      if (pattern[p] == '?') {
+        matched = true;
+      } else if (pattern[p] == '[') {
+        next = p;
+        matched = class_match(next, text[t]);
       } else {
-        return false;
+        matched = pattern[p] == text[t];
       }
-    } else if (p < pattern.size() && pattern[p] == text[t]) {
-      ++p;
+    }
+    if (matched) {
+      p = next;
       ++t;
-    } else if (star_p != std::string_view::npos) {
+    } else if (star_p != std::string_view::npos) {  // let the last '*' swallow one more char
       p = star_p + 1;
       t = ++star_t;
     } else {
