@@ -4,8 +4,6 @@ inputs (30 s and 5 s clips, batch 1 and 8; both padded to 30 s). Prints medians,
     PYTHONPATH=python python3 bench/bench_log_mel.py [--reps 15] [--threads 1]
 """
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
