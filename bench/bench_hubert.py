@@ -6,25 +6,14 @@ mode. Prints medians, the ratio HF / SpeechLens and the max |difference| of the 
     PYTHONPATH=python python3 bench/bench_hubert.py [--reps 5] [--seconds 5] [--threads N]
 """
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 
 import torch
 import transformers
+from timing import median_seconds
 
 transformers.logging.set_verbosity_error()
-
-
-def median_seconds(fn, reps):
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():

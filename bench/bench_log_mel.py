@@ -4,28 +4,17 @@ inputs (30 s and 5 s clips, batch 1 and 8; both padded to 30 s). Prints medians,
     PYTHONPATH=python python3 bench/bench_log_mel.py [--reps 15] [--threads 1]
 """
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 
 from speechlens import _C
+from timing import median_seconds
 
 import transformers
 from transformers import WhisperFeatureExtractor
 
 transformers.logging.set_verbosity_error()
-
-
-def median_seconds(fn, reps):
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():
