@@ -14,6 +14,7 @@ from ._C import HookNameError, InvalidInputError, SpeechLensError, SpeechLensIOE
 from .cache import ActivationCache
 from .loading import load
 from .model import Config, HookedModel
+from .hubert import HookedHubert
 from .whisper import HookedWhisper
 
 __version__ = _C.version()
@@ -22,6 +23,7 @@ __all__ = [
     "load",
     "HookedModel",
     "HookedWhisper",
+    "HookedHubert",
     "ActivationCache",
     "Config",
     "SpeechLensError",

@@ -8,6 +8,8 @@ import pathlib
 # model_type in config.json -> the class that loads it.
 _FAMILIES = {
     "whisper": "HookedWhisper",
+    "hubert": "HookedHubert",
+    "wav2vec2": "HookedHubert",
 }
 
 # Files a checkpoint folder needs; anything else in a repo is not downloaded.

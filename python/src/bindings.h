@@ -13,6 +13,7 @@ void bind_util(py::module_& m);
 void bind_io(py::module_& m);
 void bind_hooks(py::module_& m);
 void bind_models(py::module_& m);
+void bind_models_hubert(py::module_& m);  // after bind_models (extends its HookedModel)
 
 // A Python callable as a C++ hook: called as fn(tensor, hook=context) with the GIL held only
 // around the call; a Python exception propagates unchanged to the caller of the forward.

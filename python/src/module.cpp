@@ -7,6 +7,7 @@ PYBIND11_MODULE(_C, m) {
   speechlens::python::bind_io(m);
   speechlens::python::bind_hooks(m);
   speechlens::python::bind_models(m);
+  speechlens::python::bind_models_hubert(m);
   speechlens::python::bind_audio(m);
   speechlens::python::bind_text(m);
 }

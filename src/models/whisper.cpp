@@ -4,22 +4,14 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "config_value.h"
 #include "speechlens/util/error.h"
 
 namespace speechlens::models {
 
 namespace {
 
-template <typename T>
-T config_value(const nlohmann::json& config, const char* key, T fallback) {
-  auto it = config.find(key);
-  if (it == config.end() || it->is_null()) return fallback;
-  try {
-    return it->get<T>();
-  } catch (const nlohmann::json::exception& e) {
-    throw InvalidInput(fmt::format("config.json: '{}' has the wrong type: {}", key, e.what()));
-  }
-}
+using detail::config_value;
 
 int64_t first_id(const nlohmann::json& config, const char* key, int64_t fallback) {
   auto it = config.find(key);

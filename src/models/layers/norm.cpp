@@ -29,4 +29,18 @@ void Norm::visit(const TensorVisitor& fn) {
   if (bias_.defined()) fn(bias_);
 }
 
+ChannelNorm::ChannelNorm(const WeightScope& weights, ChannelNormKind kind_, int64_t channels, double eps_)
+    : kind(kind_), eps(eps_), weight(weights.take("weight", {channels})), bias(weights.take("bias", {channels})) {}
+
+at::Tensor ChannelNorm::operator()(const at::Tensor& x) const {
+  const int64_t channels = weight.size(0);
+  if (kind == ChannelNormKind::per_channel) return at::group_norm(x, channels, weight, bias, eps);
+  return at::layer_norm(x.transpose(1, 2), {channels}, weight, bias, eps).transpose(1, 2);
+}
+
+void ChannelNorm::visit(const TensorVisitor& fn) {
+  fn(weight);
+  fn(bias);
+}
+
 }  // namespace speechlens::models

@@ -29,4 +29,23 @@ class Norm {
   at::Tensor bias_;
 };
 
+// How a convolutional front end normalises its [B, C, T] output (wav2vec2-family feature
+// encoders): `per_channel` normalises each channel over time (GroupNorm with one group per
+// channel), `across_channels` each frame over the channels (LayerNorm on the channel axis).
+enum class ChannelNormKind { per_channel, across_channels };
+
+// An affine normalisation of [B, C, T] activations; checkpoint names `weight` and `bias` [C].
+// No hook of its own: the conv layer that owns it hooks its output.
+struct ChannelNorm {
+  ChannelNormKind kind = ChannelNormKind::per_channel;
+  double eps = 1e-5;
+  at::Tensor weight;
+  at::Tensor bias;
+
+  ChannelNorm() = default;
+  ChannelNorm(const WeightScope& weights, ChannelNormKind kind, int64_t channels, double eps = 1e-5);
+  at::Tensor operator()(const at::Tensor& x) const;
+  void visit(const TensorVisitor& fn);
+};
+
 }  // namespace speechlens::models
