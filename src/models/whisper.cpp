@@ -42,11 +42,14 @@ WhisperEncoder::WhisperEncoder(const WeightScope& weights, const HookNamer& hook
                                const WhisperEncoderConfig& config)
     : config_(config) {
   const auto& c = config_;
-  hook_mel_ = &hooks.point("hook_mel");
+  // The mel and conv activations are channels-first [B, C, T] at the mel frame rate, so they
+  // belong to no stack: the encoder's valid lengths (and trim_padding) index dim 1 of [B, T, D].
+  const HookNamer channels_first = hooks.stack("", hooks::Stack::none);
+  hook_mel_ = &channels_first.point("hook_mel");
   conv1_ = Conv1d(weights.child("conv1"), c.n_mels, c.d_model, 3, 1, 1, true);
-  hook_conv1_out_ = &hooks.child("conv1").point("hook_out");
+  hook_conv1_out_ = &channels_first.child("conv1").point("hook_out");
   conv2_ = Conv1d(weights.child("conv2"), c.d_model, c.d_model, 3, 2, 1, true);
-  hook_conv2_out_ = &hooks.child("conv2").point("hook_out");
+  hook_conv2_out_ = &channels_first.child("conv2").point("hook_out");
   positions_ = weights.take("embed_positions.weight", {c.max_source_positions, c.d_model});
   hook_pos_embed_ = &hooks.point("hook_pos_embed");
   const BlockConfig block = whisper_block_config(c.d_model, c.heads, c.ffn, c.activation, false);

@@ -182,3 +182,11 @@ def test_cfg_has_transformerlens_keys(model):
     for key in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "d_vocab"):
         assert key in model.cfg
     assert model.cfg.d_head * model.cfg.n_heads == model.cfg.d_model
+
+
+def test_trim_padding_leaves_channels_first_conv_activations_alone(model, inputs):
+    mel, tokens = inputs
+    _, cache = model.run_with_cache(mel, tokens, torch.tensor([40]), trim_padding=True,
+                                    names_filter=["encoder.conv2.hook_out", "encoder.hook_mel"])
+    assert cache["encoder.conv2.hook_out"].shape == (1, model.cfg.d_model, 60)
+    assert cache["encoder.hook_mel"].shape == mel.shape
