@@ -35,6 +35,9 @@ struct HostileCase {
   std::string expected_message;
 };
 
+// Test listings name a case by its label rather than dumping its bytes.
+void PrintTo(const HostileCase& c, std::ostream* os) { *os << c.label; }
+
 std::string entry(const std::string& dtype, const std::string& shape, uint64_t begin, uint64_t end) {
   return "{\"dtype\":\"" + dtype + "\",\"shape\":" + shape + ",\"data_offsets\":[" +
          std::to_string(begin) + "," + std::to_string(end) + "]}";
