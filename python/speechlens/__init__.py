@@ -15,6 +15,7 @@ from .cache import ActivationCache
 from .loading import load
 from .model import Config, HookedModel
 from .whisper import HookedWhisper
+from .qwen2_audio import HookedQwen2Audio
 
 __version__ = _C.version()
 
@@ -22,6 +23,7 @@ __all__ = [
     "load",
     "HookedModel",
     "HookedWhisper",
+    "HookedQwen2Audio",
     "ActivationCache",
     "Config",
     "SpeechLensError",

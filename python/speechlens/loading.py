@@ -8,6 +8,7 @@ import pathlib
 # model_type in config.json -> the class that loads it.
 _FAMILIES = {
     "whisper": "HookedWhisper",
+    "qwen2_audio": "HookedQwen2Audio",
 }
 
 # Files a checkpoint folder needs; anything else in a repo is not downloaded.
