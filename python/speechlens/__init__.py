@@ -16,6 +16,7 @@ from .loading import load
 from .model import Config, HookedModel
 from .hubert import HookedHubert
 from .whisper import HookedWhisper
+from .qwen2_audio import HookedQwen2Audio
 
 __version__ = _C.version()
 
@@ -24,6 +25,7 @@ __all__ = [
     "HookedModel",
     "HookedWhisper",
     "HookedHubert",
+    "HookedQwen2Audio",
     "ActivationCache",
     "Config",
     "SpeechLensError",

@@ -10,6 +10,7 @@ _FAMILIES = {
     "whisper": "HookedWhisper",
     "hubert": "HookedHubert",
     "wav2vec2": "HookedHubert",
+    "qwen2_audio": "HookedQwen2Audio",
 }
 
 # Files a checkpoint folder needs; anything else in a repo is not downloaded.

@@ -22,5 +22,6 @@ hooks::HookFn python_hook(py::function fn);
 hooks::HookSelector to_selector(const py::handle& selector);
 void bind_audio(py::module_& m);
 void bind_text(py::module_& m);
+void bind_models_qwen2_audio(py::module_& m);  // after bind_models (needs HookedModel)
 
 }  // namespace speechlens::python

@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "config_value.h"
+#include "config_json.h"
 #include "speechlens/util/error.h"
 
 namespace speechlens::models {

@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "config_value.h"
+#include "config_json.h"
 #include "speechlens/util/error.h"
 
 namespace speechlens::models {
@@ -13,11 +13,10 @@ namespace {
 
 using detail::config_value;
 
+// Whisper has one end-of-text id; a config may still spell it as a list.
 int64_t first_id(const nlohmann::json& config, const char* key, int64_t fallback) {
-  auto it = config.find(key);
-  if (it == config.end() || it->is_null()) return fallback;
-  if (it->is_array()) return it->empty() ? fallback : (*it)[0].get<int64_t>();
-  return it->get<int64_t>();
+  auto ids = detail::config_ids(config, key);
+  return ids.empty() ? fallback : ids.front();
 }
 
 }  // namespace

@@ -29,6 +29,9 @@ struct ModelInputs {
   // [B] valid lengths of `features` along time (mel frames or samples); undefined when every
   // position is valid.
   at::Tensor feature_lengths;
+  // [B, S] 1 for real tokens, 0 for padding (left or right); undefined when every token is
+  // real. Read by models whose token batches are padded (Qwen2-Audio).
+  at::Tensor token_mask;
 };
 
 class HookedModel {

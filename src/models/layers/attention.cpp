@@ -54,6 +54,10 @@ at::Tensor allowed_pairs(const AttentionMask& mask, int64_t tq, int64_t tk, cons
   if (mask.key_valid.defined()) {
     auto keys = mask.key_valid.to(device, at::kBool).view({mask.key_valid.size(0), 1, 1, tk});
     allowed = allowed.defined() ? at::logical_and(allowed, keys) : keys;
+    // A query with no visible key (a left-padding position under a causal mask) sees every key
+    // instead, as HF's SDPA masks do: the fused kernel would otherwise give it NaN, which then
+    // spreads through 0 * NaN to every query that has the padding among its (masked) keys.
+    allowed = at::logical_or(allowed, allowed.logical_not().all(-1, /*keepdim=*/true));
   }
   return allowed;
 }

@@ -4,7 +4,8 @@
 namespace speechlens::models {
 
 // Rotary position embedding (rotate-half convention of HF's Llama/Qwen2), applied to
-// [B, T, H, Dh] queries or keys at the given absolute positions [T].
+// [B, T, H, Dh] queries or keys at the given absolute positions: [T] shared by the batch, or
+// [B, T] per item (left-padded batches, where each item's positions start at its first token).
 class RotaryEmbedding {
  public:
   RotaryEmbedding(int64_t head_dim, double theta);
