@@ -15,6 +15,7 @@ from .cache import ActivationCache
 from .loading import load
 from .model import Config, HookedModel
 from .whisper import HookedWhisper
+from . import lens, patching, plot, probes, stats  # noqa: E402  (analysis toolkit)
 
 __version__ = _C.version()
 
