@@ -16,6 +16,7 @@ The metric maps logits ``[batch, ...]`` to one value per batch item.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -82,6 +83,10 @@ def _run(fn, method: str, model, clean, corrupted, hooks, metric, sweep, window,
          progress) -> PatchingResult:
     if not callable(metric):
         raise TypeError("metric must be a callable logits -> tensor [batch]")
+    if isinstance(hooks, (list, tuple, set)):
+        # A list of names or filters: the union, as one exact-name regex the C++ side resolves.
+        names = model.resolve_hook_names(list(hooks)) if hasattr(model, "resolve_hook_names") else list(hooks)
+        hooks = re.compile("^(?:" + "|".join(re.escape(n) for n in names) + ")$")
     update, bar = _progress(method, progress)
     try:
         result = fn(core(model), as_inputs(model, clean), as_inputs(model, corrupted), hooks, metric, sweep,

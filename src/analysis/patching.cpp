@@ -130,7 +130,8 @@ Sweep plan(const std::vector<std::string>& names, const std::vector<at::Tensor>&
       ranges.emplace_back(0, 0);
     } else {
       dim = options.axis == SweepAxis::position ? 1 : 2;
-      if (act.dim() <= dim) {
+      // A head sweep needs the per-head layout [B, T, H, Dh]; on [B, T, D] dim 2 is d_model.
+      if (act.dim() <= dim || (options.axis == SweepAxis::head && act.dim() != 4)) {
         throw InvalidInput(fmt::format(
             "a {} sweep patches along dim {}, but hook '{}' has shape {}; pick per-{} hooks (e.g. {}) or sweep 'whole'",
             to_string(options.axis), dim, names[h], c10::str(act.sizes()), to_string(options.axis),

@@ -15,6 +15,9 @@ def tiny_whisper_config(**overrides):
                   max_source_positions=8, max_target_positions=12, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                   decoder_start_token_id=1, suppress_tokens=[], begin_suppress_tokens=[])
     kwargs.update(overrides)
+    # HF's default init (std 0.02) leaves a tiny random model nearly deaf to its audio; a
+    # 1/sqrt(d_model) init makes patching effects large enough to compare meaningfully.
+    kwargs.setdefault("init_std", kwargs["d_model"] ** -0.5)
     return WhisperConfig(**kwargs)
 
 

@@ -25,7 +25,7 @@ def pair():
     g = torch.Generator().manual_seed(1)
     clean = torch.randn(1, 8, 16, generator=g)
     corrupted = clean.clone()
-    corrupted[:, :, 4:10] = torch.randn(1, 8, 6, generator=g)  # corrupt a stretch of audio
+    corrupted[:, :, 4:12] = 2 * torch.randn(1, 8, 8, generator=g)  # corrupt a stretch of audio
     return (clean, TOKENS), (corrupted, TOKENS)
 
 
