@@ -22,7 +22,8 @@ def load_model():
     config = WhisperConfig(vocab_size=200, num_mel_bins=80, encoder_layers=2, decoder_layers=2,
                            encoder_attention_heads=4, decoder_attention_heads=4, d_model=64,
                            encoder_ffn_dim=128, decoder_ffn_dim=128, max_source_positions=100,
-                           max_target_positions=32, decoder_start_token_id=1, eos_token_id=2, pad_token_id=0)
+                           max_target_positions=32, decoder_start_token_id=1, bos_token_id=1, eos_token_id=2,
+                           pad_token_id=0)
     folder = pathlib.Path(tempfile.mkdtemp())
     torch.manual_seed(0)
     WhisperForConditionalGeneration(config).save_pretrained(folder)

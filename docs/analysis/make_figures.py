@@ -26,6 +26,20 @@ def utterance(cls: int, g: torch.Generator, onset: int = 60, length: int = 80) -
     return mel
 
 
+def sweep(cls: int, g: torch.Generator) -> torch.Tensor:
+    """Probe data: a band that rises (0), falls (1) or stays flat (2) over time, from a random
+    pitch and onset. Every class covers the same pitches, so the frame-averaged spectrum alone
+    does not tell them apart: the direction is a temporal feature."""
+    mel = 0.3 * torch.randn(N_MELS, FRAMES, generator=g)
+    onset = int(torch.randint(0, 80, (1,), generator=g))
+    start = int(torch.randint(8, 28, (1,), generator=g))
+    slope = (0.1, -0.1, 0.0)[cls]
+    for t in range(100):
+        band = int(round(start + slope * (t - 50)))
+        mel[band:band + 4, onset + t] += 2.5
+    return mel
+
+
 def main():
     torch.manual_seed(0)
     folder = pathlib.Path(tempfile.mkdtemp(prefix="sl_docs_"))
@@ -73,22 +87,25 @@ def main():
     # Logit lens table.
     lens = sl.lens.logit_lens(model, clean, tokens)
     sl.plot.save(sl.plot.lens_table(lens, token_strings=lambda i: f"#{i}"), IMG / "logit_lens.png")
-    enc = sl.lens.encoder_lens(model, clean, max_new_tokens=8)
+    enc = sl.lens.encoder_lens(model, clean, tokens=tokens, max_new_tokens=8)
     print("encoder lens greedy tokens per layer:", [t[0] for t in enc.tokens])
+    # The same table for the encoder lens: rows are encoder layers feeding the full decoder.
+    enc_table = sl.lens.LogitLensResult(enc.logits, [f"encoder.blocks.{i}.hook_resid_post" for i in enc.layers])
+    sl.plot.save(sl.plot.lens_table(enc_table, token_strings=lambda i: f"#{i}", title="encoder lens"),
+                 IMG / "encoder_lens.png")
 
-    # Probes: which encoder layers linearly encode the band's pitch class (3 classes)?
-    labels = torch.arange(240) % 3
-    mels = torch.stack([utterance(int(c), g, onset=int(torch.randint(0, 100, (1,), generator=g)))
-                        for c in labels])
+    # Probes: which encoder layers linearly encode whether the band rises, falls or stays flat?
+    labels = torch.arange(600) % 3
+    mels = torch.stack([sweep(int(c), g) for c in labels])
     names = [f"encoder.blocks.{i}.hook_resid_post" for i in range(4)]
-    pooled = {n: [] for n in ["encoder.hook_pos_embed"] + names}
+    pooled = {n: [] for n in ["encoder.blocks.0.hook_resid_pre"] + names}
     for start in range(0, len(mels), 40):
         _, c = model.run_with_cache(mels[start:start + 40], names_filter=list(pooled))
         for n in pooled:
             pooled[n].append(sl.probes.pool_frames(c[n]))
     per_layer = [torch.cat(v) for v in pooled.values()]
     probes = sl.probes.probe_layers(per_layer, labels, progress=False)
-    sl.plot.save(sl.plot.probe_curves({"pitch class": probes}, labels=["pos", "L0", "L1", "L2", "L3"]),
+    sl.plot.save(sl.plot.probe_curves({"rising / falling / flat": probes}, labels=["embed", "L0", "L1", "L2", "L3"]),
                  IMG / "probes.png")
     print("probe test accuracy:", [round(r.test_score, 3) for r in probes],
           "control:", [round(r.control_score, 3) for r in probes])
@@ -96,11 +113,11 @@ def main():
     # Neuron statistics and CKA on the same data.
     batches = [((mels[s:s + 40], None), labels[s:s + 40]) for s in range(0, len(mels), 40)]
     stats = sl.stats.neuron_stats(model, batches, "encoder.blocks.1.mlp.hook_post", n_classes=3, progress=False)
-    sl.plot.save(sl.plot.selectivity_histogram(stats.dprime(), ["low", "mid", "high"],
+    sl.plot.save(sl.plot.selectivity_histogram(stats.dprime(), ["rising", "falling", "flat"],
                                                title="d' per neuron, encoder.blocks.1.mlp.hook_post"),
                  IMG / "neuron_stats.png")
     cka = sl.stats.cka_matrix(per_layer)
-    sl.plot.save(sl.plot.cka_heatmap(cka, ["pos", "L0", "L1", "L2", "L3"], ["pos", "L0", "L1", "L2", "L3"]),
+    sl.plot.save(sl.plot.cka_heatmap(cka, ["embed", "L0", "L1", "L2", "L3"], ["embed", "L0", "L1", "L2", "L3"]),
                  IMG / "cka.png")
     print("CKA:\n", cka.numpy().round(3))
 

@@ -64,7 +64,7 @@ def _short_hook(name: str) -> str:
 
 def _progress(total_hint: str, progress: bool):
     if not progress:
-        return None, None
+        return (lambda done, total: None), None  # silences the C++ progress log too
     try:
         from tqdm.auto import tqdm
     except ImportError:  # the C++ log line reports progress instead

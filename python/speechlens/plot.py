@@ -25,7 +25,7 @@ def _plt():
     return plt
 
 
-def save(fig, path, dpi: int = 110) -> pathlib.Path:
+def save(fig, path, dpi: int = 100) -> pathlib.Path:
     """Writes ``fig`` to ``path`` (folders created) and closes it."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,8 +147,8 @@ def lens_table(lens, token_strings=None, item: int = 0, k: int = 1, title: str =
         for j in range(tokens):
             ax.text(j, i, name(int(top_id[i, j]))[:10], ha="center", va="center", fontsize=7,
                     color="white" if top_p[i, j] > 0.6 else "black")
-    rows = [n.replace("decoder.blocks.", "L").replace(".hook_resid_post", "").replace(".hook_resid_pre", " pre")
-            for n in getattr(lens, "hook_names", [str(i) for i in range(layers)])]
+    rows = [n.replace("decoder.blocks.", "dec ").replace("encoder.blocks.", "enc ").replace(".hook_resid_post", "")
+            .replace(".hook_resid_pre", " pre") for n in getattr(lens, "hook_names", [str(i) for i in range(layers)])]
     ax.set_yticks(range(layers), rows, fontsize=8)
     ax.set_xlabel("decoder position")
     fig.colorbar(im, ax=ax, label="top-1 probability", shrink=0.8)
