@@ -114,7 +114,7 @@ def main():
     batches = [((mels[s:s + 40], None), labels[s:s + 40]) for s in range(0, len(mels), 40)]
     stats = sl.stats.neuron_stats(model, batches, "encoder.blocks.1.mlp.hook_post", n_classes=3, progress=False)
     sl.plot.save(sl.plot.selectivity_histogram(stats.dprime(), ["rising", "falling", "flat"],
-                                               title="d' per neuron, encoder.blocks.1.mlp.hook_post"),
+                                               title="d' per neuron, encoder.blocks.1.mlp.hook_post", xlabel="d' (class vs rest)"),
                  IMG / "neuron_stats.png")
     cka = sl.stats.cka_matrix(per_layer)
     sl.plot.save(sl.plot.cka_heatmap(cka, ["embed", "L0", "L1", "L2", "L3"], ["embed", "L0", "L1", "L2", "L3"]),

@@ -7,17 +7,19 @@
     res.values            # [hooks, position windows]; res.hook_names, res.slot_labels
     sl.plot.patching_heatmap(res)
 
+``hooks`` is a name, a glob, a compiled regex, a callable name -> bool, or a list of those.
 ``sweep`` is ``"position"`` (windows of ``window`` positions along dim 1), ``"head"`` (each
 index of dim 2, e.g. ``attn.hook_z``) or ``"whole"`` (each hook's whole activation).
 ``reverse=True`` patches corrupted activations into the clean run instead. ``normalize=True``
-reports ``(patched - corrupted) / (clean - corrupted)``. Many configurations share one forward
+reports ``(patched - corrupted) / (clean - corrupted)`` in both directions (so with ``reverse``
+1 means "the corruption at this slot changed nothing" and 0 "it did all the damage"). Many configurations share one forward
 (the target input repeated along the batch); ``max_batch`` bounds the rows of one forward.
 The metric maps logits ``[batch, ...]`` to one value per batch item.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -42,7 +44,6 @@ class PatchingResult:
     sweep: str
     method: str
     forwards: int
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def _from_core(cls, r, method: str) -> "PatchingResult":
@@ -62,14 +63,14 @@ def _short_hook(name: str) -> str:
     return name.replace("hook_", "")
 
 
-def _progress(total_hint: str, progress: bool):
+def _progress(description: str, progress: bool):
     if not progress:
         return (lambda done, total: None), None  # silences the C++ progress log too
     try:
         from tqdm.auto import tqdm
     except ImportError:  # the C++ log line reports progress instead
         return None, None
-    bar = tqdm(desc=total_hint, unit="config", leave=False)
+    bar = tqdm(desc=description, unit="config", leave=False)
 
     def update(done: int, total: int) -> None:
         bar.total = total

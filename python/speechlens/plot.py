@@ -188,14 +188,14 @@ def cka_heatmap(matrix: torch.Tensor, row_labels=None, col_labels=None, title: s
 
 
 def selectivity_histogram(selectivity: torch.Tensor, class_names: Sequence[str] | None = None,
-                          title: str = "neuron selectivity"):
+                          title: str = "neuron selectivity", xlabel: str = "selectivity"):
     """Distribution of the selectivity index per class ([classes, neurons])."""
     plt = _plt()
     s = _np(selectivity)
     fig, ax = plt.subplots(figsize=(6, 3.2), constrained_layout=True)
     for c in range(s.shape[0]):
         ax.hist(s[c], bins=40, histtype="step", label=(class_names[c] if class_names else f"class {c}"))
-    ax.set_xlabel("selectivity")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("neurons")
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)

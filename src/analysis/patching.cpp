@@ -219,7 +219,7 @@ class Progress {
   Clock::time_point start_, last_log_;
 };
 
-// (run, roles): the source run's activations go into the target run.
+// The source run's activations go into the target run.
 struct Roles {
   const models::ModelInputs* source;
   const models::ModelInputs* target;
@@ -321,7 +321,12 @@ PatchingResult attribution_patching(models::HookedModel& model, const models::Mo
     at::Tensor logits = model.forward(*target);
     at::Tensor values = evaluate(metric, logits, batch);
     target_metric = values.detach().to(at::kDouble);
-    if (values.requires_grad()) values.mean().backward();
+    if (!values.requires_grad()) {
+      throw InvalidInput(
+          "the metric's value carries no gradient from the logits (argmax, .item() or a detached tensor?); "
+          "attribution patching needs a differentiable metric such as a logit difference or log-prob");
+    }
+    values.mean().backward();
   }
   const Sweep sweep = plan(names, source_run.activations, options, batch);
   const auto total = static_cast<int64_t>(sweep.slots.size());

@@ -146,4 +146,7 @@ def test_bad_requests_fail_clearly(models, pair):
     with pytest.raises(ValueError, match="sweep axis"):
         sl.patching.activation_patching(model, *pair, hooks="encoder.blocks.0.hook_resid_pre", metric=metric,
                                         sweep="diagonal", progress=False)
+    with pytest.raises(ValueError, match="differentiable"):
+        sl.patching.attribution_patching(model, *pair, hooks="encoder.blocks.0.hook_resid_pre",
+                                         metric=lambda logits: logits.argmax(-1)[:, 0].float())
     assert model._core.hook_count == 0  # nothing left attached after the failures
