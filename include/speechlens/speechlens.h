@@ -1,5 +1,9 @@
 #pragma once
 // Umbrella header: everything a C++ research program needs.
+#include "speechlens/analysis/lens.h"
+#include "speechlens/analysis/patching.h"
+#include "speechlens/analysis/probes.h"
+#include "speechlens/analysis/stats.h"
 #include "speechlens/audio/log_mel.h"
 #include "speechlens/audio/normalize.h"
 #include "speechlens/audio/resample.h"

@@ -17,6 +17,7 @@ from .model import Config, HookedModel
 from .hubert import HookedHubert
 from .whisper import HookedWhisper
 from .qwen2_audio import HookedQwen2Audio
+from . import lens, patching, plot, probes, stats  # noqa: E402  (analysis toolkit)
 
 __version__ = _C.version()
 

@@ -23,5 +23,6 @@ hooks::HookSelector to_selector(const py::handle& selector);
 void bind_audio(py::module_& m);
 void bind_text(py::module_& m);
 void bind_models_qwen2_audio(py::module_& m);  // after bind_models (needs HookedModel)
+void bind_analysis(py::module_& m);
 
 }  // namespace speechlens::python

@@ -11,4 +11,5 @@ PYBIND11_MODULE(_C, m) {
   speechlens::python::bind_audio(m);
   speechlens::python::bind_text(m);
   speechlens::python::bind_models_qwen2_audio(m);
+  speechlens::python::bind_analysis(m);
 }

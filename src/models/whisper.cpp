@@ -277,6 +277,12 @@ at::Tensor HookedWhisper::forward(const ModelInputs& inputs) {
 std::vector<std::vector<int64_t>> HookedWhisper::generate_greedy(const at::Tensor& mel,
                                                                  const GreedyOptions& options,
                                                                  const at::Tensor& mel_lengths) {
+  registry_.run_state().decode_step = -1;
+  return generate_from_audio(encode(mel, mel_lengths), options);
+}
+
+std::vector<std::vector<int64_t>> HookedWhisper::generate_from_audio(const at::Tensor& audio,
+                                                                     const GreedyOptions& options) {
   const auto& c = config_;
   auto& run = registry_.run_state();
   std::vector<int64_t> prompt = options.prompt;
@@ -284,8 +290,10 @@ std::vector<std::vector<int64_t>> HookedWhisper::generate_greedy(const at::Tenso
   const int64_t budget = c.max_target_positions - static_cast<int64_t>(prompt.size());
   const int64_t max_new = options.max_new_tokens > 0 ? std::min(options.max_new_tokens, budget) : budget;
 
-  run.decode_step = -1;
-  auto audio = encode(mel, mel_lengths);
+  if (audio.dim() != 3 || audio.size(2) != c.d_model) {
+    throw InvalidInput(fmt::format("audio states must be [batch, frames, {}], got {}", c.d_model,
+                                   c10::str(audio.sizes())));
+  }
   const int64_t batch = audio.size(0);
   auto tokens = at::tensor(prompt, at::kLong).to(device_).unsqueeze(0).repeat({batch, 1});
 

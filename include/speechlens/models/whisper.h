@@ -125,6 +125,10 @@ class HookedWhisper : public HookedModel {
   std::vector<std::vector<int64_t>> generate_greedy(const at::Tensor& mel, const GreedyOptions& options,
                                                     const at::Tensor& mel_lengths = {});
 
+  // The same greedy decoding from given audio states [B, T', D] (the encoder's output, or an
+  // encoder lens's stand-in for it).
+  std::vector<std::vector<int64_t>> generate_from_audio(const at::Tensor& audio, const GreedyOptions& options);
+
   // Pieces the analysis toolkit reuses (logit lens: final norm + unembedding).
   const Norm& decoder_final_norm() const { return *decoder_ln_final_; }
   const Norm& encoder_final_norm() const { return encoder_->final_norm(); }

@@ -1,0 +1,223 @@
+// Bindings for the analysis toolkit; the speechlens.patching / lens / probes / stats modules
+// wrap these with Python conveniences (tqdm progress, input packing, result objects).
+#include <fmt/format.h>
+
+#include "bindings.h"
+#include "speechlens/analysis/lens.h"
+#include "speechlens/analysis/patching.h"
+#include "speechlens/analysis/probes.h"
+#include "speechlens/analysis/stats.h"
+#include "speechlens/util/error.h"
+
+namespace speechlens::python {
+
+namespace {
+
+// A Python callable shared by C++ callers on any thread, released with the GIL held.
+std::shared_ptr<py::object> shared_callable(py::function fn) {
+  return std::shared_ptr<py::object>(new py::object(std::move(fn)), [](py::object* o) {
+    py::gil_scoped_acquire gil;
+    delete o;
+  });
+}
+
+analysis::Metric python_metric(py::function fn) {
+  auto callable = shared_callable(std::move(fn));
+  return [callable](const at::Tensor& logits) -> at::Tensor {
+    py::gil_scoped_acquire gil;
+    py::object out = (*callable)(logits);
+    if (!THPVariable_Check(out.ptr())) {
+      throw InvalidInput(fmt::format("the metric returned {}; it must return a torch.Tensor with one value per batch item",
+                                     std::string(py::str(py::type::of(out)))));
+    }
+    return THPVariable_Unpack(out.ptr());
+  };
+}
+
+analysis::PatchingOptions patching_options(const std::string& sweep, int64_t window, bool reverse, bool normalize,
+                                           int64_t max_batch, std::optional<py::function> progress) {
+  analysis::PatchingOptions options;
+  options.axis = analysis::sweep_axis_from_name(sweep);
+  options.window = window;
+  options.reverse = reverse;
+  options.normalize = normalize;
+  options.max_batch = max_batch;
+  if (progress) {
+    auto callable = shared_callable(std::move(*progress));
+    options.progress = [callable](int64_t done, int64_t total) {
+      py::gil_scoped_acquire gil;
+      (*callable)(done, total);
+    };
+  }
+  return options;
+}
+
+template <typename Fn>
+void def_patching(py::module_& m, const char* name, Fn fn, const char* doc) {
+  m.def(
+      name,
+      [fn](models::HookedModel& model, const models::ModelInputs& clean, const models::ModelInputs& corrupted,
+           const py::object& hooks, py::function metric, const std::string& sweep, int64_t window, bool reverse,
+           bool normalize, int64_t max_batch, std::optional<py::function> progress) {
+        auto selector = to_selector(hooks);
+        auto options = patching_options(sweep, window, reverse, normalize, max_batch, std::move(progress));
+        auto cpp_metric = python_metric(std::move(metric));
+        py::gil_scoped_release release;
+        return fn(model, clean, corrupted, selector, cpp_metric, options);
+      },
+      py::arg("model"), py::arg("clean"), py::arg("corrupted"), py::arg("hooks"), py::arg("metric"),
+      py::arg("sweep") = "position", py::arg("window") = 1, py::arg("reverse") = false, py::arg("normalize") = false,
+      py::arg("max_batch") = 64, py::arg("progress") = py::none(), doc);
+}
+
+at::Tensor optional_tensor(const std::optional<at::Tensor>& t) { return t ? *t : at::Tensor(); }
+
+}  // namespace
+
+void bind_analysis(py::module_& root) {
+  auto m = root.def_submodule("analysis", "Patching, lenses, probes, neuron statistics, CKA");
+
+  py::class_<models::ModelInputs>(m, "ModelInputs", "One forward's inputs (features, tokens, feature_lengths).")
+      .def(py::init([](const at::Tensor& features, std::optional<at::Tensor> tokens,
+                       std::optional<at::Tensor> feature_lengths) {
+             return models::ModelInputs{features, optional_tensor(tokens), optional_tensor(feature_lengths)};
+           }),
+           py::arg("features"), py::arg("tokens") = py::none(), py::arg("feature_lengths") = py::none())
+      .def_readonly("features", &models::ModelInputs::features)
+      .def_readonly("tokens", &models::ModelInputs::tokens)
+      .def_readonly("feature_lengths", &models::ModelInputs::feature_lengths);
+
+  py::class_<analysis::PatchingResult>(m, "PatchingResult")
+      .def_readonly("values", &analysis::PatchingResult::values)
+      .def_readonly("hook_names", &analysis::PatchingResult::hook_names)
+      .def_readonly("axis_names", &analysis::PatchingResult::axis_names)
+      .def_readonly("slot_labels", &analysis::PatchingResult::slot_labels)
+      .def_readonly("slot_ranges", &analysis::PatchingResult::slot_ranges)
+      .def_readonly("clean_metric", &analysis::PatchingResult::clean_metric)
+      .def_readonly("corrupted_metric", &analysis::PatchingResult::corrupted_metric)
+      .def_readonly("normalized", &analysis::PatchingResult::normalized)
+      .def_readonly("reverse", &analysis::PatchingResult::reverse)
+      .def_property_readonly("sweep", [](const analysis::PatchingResult& r) { return analysis::to_string(r.axis); })
+      .def_readonly("forwards", &analysis::PatchingResult::forwards);
+
+  def_patching(m, "activation_patching", &analysis::activation_patching,
+               "Batched activation-patching sweep; see speechlens.patching.");
+  def_patching(m, "attribution_patching", &analysis::attribution_patching,
+               "Gradient (attribution) patching over the same sweep shapes.");
+
+  py::class_<analysis::LogitLensResult>(m, "LogitLensResult")
+      .def_readonly("logits", &analysis::LogitLensResult::logits)
+      .def_readonly("hook_names", &analysis::LogitLensResult::hook_names);
+  m.def(
+      "logit_lens",
+      [](models::HookedWhisper& model, const models::ModelInputs& inputs) {
+        py::gil_scoped_release release;
+        return analysis::logit_lens(model, inputs);
+      },
+      py::arg("model"), py::arg("inputs"));
+  m.def(
+      "encoder_lens_audio",
+      [](models::HookedWhisper& model, const at::Tensor& mel, int64_t layer, std::optional<at::Tensor> lengths) {
+        py::gil_scoped_release release;
+        return analysis::encoder_lens_audio(model, mel, layer, optional_tensor(lengths));
+      },
+      py::arg("model"), py::arg("mel"), py::arg("layer"), py::arg("mel_lengths") = py::none());
+  py::class_<analysis::EncoderLensResult>(m, "EncoderLensResult")
+      .def_readonly("layers", &analysis::EncoderLensResult::layers)
+      .def_property_readonly("logits",
+                             [](const analysis::EncoderLensResult& r) -> py::object {
+                               return r.logits.defined() ? py::cast(r.logits) : py::none();
+                             })
+      .def_readonly("tokens", &analysis::EncoderLensResult::tokens);
+  m.def(
+      "encoder_lens",
+      [](models::HookedWhisper& model, const at::Tensor& mel, std::vector<int64_t> layers,
+         std::optional<at::Tensor> tokens, bool generate, std::vector<int64_t> prompt, int64_t max_new_tokens,
+         bool suppress, std::optional<at::Tensor> lengths) {
+        analysis::EncoderLensOptions options;
+        options.layers = std::move(layers);
+        options.tokens = optional_tensor(tokens);
+        options.generate = generate;
+        options.greedy = models::GreedyOptions{std::move(prompt), max_new_tokens, suppress};
+        py::gil_scoped_release release;
+        return analysis::encoder_lens(model, mel, options, optional_tensor(lengths));
+      },
+      py::arg("model"), py::arg("mel"), py::arg("layers") = std::vector<int64_t>{}, py::arg("tokens") = py::none(),
+      py::arg("generate") = true, py::arg("prompt") = std::vector<int64_t>{}, py::arg("max_new_tokens") = 0,
+      py::arg("apply_suppress_tokens") = true, py::arg("mel_lengths") = py::none());
+
+  py::class_<analysis::ProbeResult>(m, "ProbeResult")
+      .def_readonly("metric", &analysis::ProbeResult::metric)
+      .def_readonly("train_score", &analysis::ProbeResult::train_score)
+      .def_readonly("test_score", &analysis::ProbeResult::test_score)
+      .def_readonly("control_score", &analysis::ProbeResult::control_score)
+      .def_readonly("chance", &analysis::ProbeResult::chance)
+      .def_readonly("n_train", &analysis::ProbeResult::n_train)
+      .def_readonly("n_test", &analysis::ProbeResult::n_test)
+      .def_readonly("iterations", &analysis::ProbeResult::iterations)
+      .def_readonly("weight", &analysis::ProbeResult::weight)
+      .def_readonly("bias", &analysis::ProbeResult::bias)
+      .def("__repr__", [](const analysis::ProbeResult& r) {
+        return fmt::format("<ProbeResult {} train={:.3f} test={:.3f} control={:.3f} n={}+{}>", r.metric, r.train_score,
+                           r.test_score, r.control_score, r.n_train, r.n_test);
+      });
+  auto probe_options = [](double l2, double test_fraction, uint64_t seed, int64_t max_iter, bool control) {
+    analysis::ProbeOptions o;
+    o.l2 = l2;
+    o.test_fraction = test_fraction;
+    o.seed = seed;
+    o.max_iter = max_iter;
+    o.control = control;
+    return o;
+  };
+  m.def(
+      "train_probe",
+      [probe_options](const at::Tensor& x, const at::Tensor& y, const std::string& kind, double l2,
+                      double test_fraction, uint64_t seed, int64_t max_iter, bool control) {
+        auto options = probe_options(l2, test_fraction, seed, max_iter, control);
+        auto k = analysis::probe_kind_from_name(kind);
+        py::gil_scoped_release release;
+        return analysis::train_probe(x, y, k, options);
+      },
+      py::arg("x"), py::arg("y"), py::arg("kind") = "logistic", py::arg("l2") = 1e-2, py::arg("test_fraction") = 0.25,
+      py::arg("seed") = 0, py::arg("max_iter") = 500, py::arg("control") = true);
+  m.def("pool_frames",
+        [](const at::Tensor& acts, std::optional<at::Tensor> mask) {
+          return analysis::pool_frames(acts, optional_tensor(mask));
+        },
+        py::arg("activations"), py::arg("mask") = py::none());
+  m.def("flatten_frames",
+        [](const at::Tensor& acts, const at::Tensor& labels, std::optional<at::Tensor> mask) {
+          return analysis::flatten_frames(acts, labels, optional_tensor(mask));
+        },
+        py::arg("activations"), py::arg("labels"), py::arg("mask") = py::none());
+
+  py::class_<analysis::NeuronStats>(m, "NeuronStats", "Streaming per-class, per-neuron mean and variance.")
+      .def(py::init<int64_t, int64_t>(), py::arg("classes"), py::arg("neurons"))
+      .def(
+          "update",
+          [](analysis::NeuronStats& s, const at::Tensor& acts, const at::Tensor& labels, std::optional<at::Tensor> mask) {
+            s.update(acts, labels, optional_tensor(mask));
+          },
+          py::arg("activations"), py::arg("labels"), py::arg("mask") = py::none())
+      .def("merge", &analysis::NeuronStats::merge, py::arg("other"))
+      .def_property_readonly("classes", &analysis::NeuronStats::classes)
+      .def_property_readonly("neurons", &analysis::NeuronStats::neurons)
+      .def_property_readonly("count", &analysis::NeuronStats::count)
+      .def_property_readonly("mean", &analysis::NeuronStats::mean)
+      .def_property_readonly("variance", &analysis::NeuronStats::variance)
+      .def("selectivity", &analysis::NeuronStats::selectivity)
+      .def("dprime", &analysis::NeuronStats::dprime);
+  m.def(
+      "accumulate_neuron_stats",
+      [](models::HookedModel& model, const models::ModelInputs& inputs, const std::string& hook_name,
+         const at::Tensor& labels, analysis::NeuronStats& stats) {
+        py::gil_scoped_release release;
+        analysis::accumulate_neuron_stats(model, inputs, hook_name, labels, stats);
+      },
+      py::arg("model"), py::arg("inputs"), py::arg("hook_name"), py::arg("labels"), py::arg("stats"));
+  m.def("linear_cka", &analysis::linear_cka, py::arg("x"), py::arg("y"));
+  m.def("cka_matrix", &analysis::cka_matrix, py::arg("a"), py::arg("b"));
+}
+
+}  // namespace speechlens::python
