@@ -16,7 +16,7 @@ jobs at load ~13): corpus synthesis 95 s, training 1,609 s (27 min) for the defa
 steps; details and the measured WER are in models/tiny-hubert-digits-commands/README.md.
 The synthesized corpus is cached under --cache-dir, so re-runs skip the synthesis.
 Seeds are fixed (Python, NumPy, torch); with the same torch build and thread count a re-run
-reproduces the same weights.
+reproduces the same weights (checked: two 25-step runs wrote bit-identical safetensors).
 """
 
 from __future__ import annotations
