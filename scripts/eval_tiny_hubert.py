@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Word error rate of the tiny HuBERT CTC model with Hugging Face transformers (greedy CTC).
 
-    python3 scripts/eval_tiny_hubert.py [--model models/tiny-hubert-digits-commands] [--n 60]
+    python3 scripts/eval_tiny_hubert.py [--model python/speechlens/embedded/tiny-hubert-digits-commands] [--n 60]
 
 Regenerates, deterministically, two sets with espeak-ng (see scripts/tiny_hubert_data.py):
   held-out      voices never used in training, at speaking rates outside the training range
@@ -47,7 +47,7 @@ def evaluate(model_dir: pathlib.Path, n: int, show: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=pathlib.Path, default=REPO_ROOT / "models" / "tiny-hubert-digits-commands")
+    parser.add_argument("--model", type=pathlib.Path, default=REPO_ROOT / "python" / "speechlens" / "embedded" / "tiny-hubert-digits-commands")
     parser.add_argument("--n", type=int, default=60, help="utterances per set")
     parser.add_argument("--show", type=int, default=10, help="example transcripts to print per set")
     parser.add_argument("--threads", type=int, default=1)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Trains the tiny HuBERT CTC model that SpeechLens ships as an embedded default.
 
-    python3 scripts/train_tiny_hubert.py            # writes models/tiny-hubert-digits-commands/
+    python3 scripts/train_tiny_hubert.py            # writes python/speechlens/embedded/tiny-hubert-digits-commands/
 
 The model is a Hugging Face HubertForCTC (the wav2vec2/HuBERT-base layout: 7-layer conv
 front end with total stride 320, group norm on the first conv, post-norm transformer) made
@@ -13,7 +13,7 @@ range) is described in scripts/tiny_hubert_data.py.
 
 Run time on the 2-core development machine (torch CPU, 1 thread, machine shared with other
 jobs at load ~13): corpus synthesis 95 s, training 1,609 s (27 min) for the default 1,800
-steps; details and the measured WER are in models/tiny-hubert-digits-commands/README.md.
+steps; details and the measured WER are in python/speechlens/embedded/tiny-hubert-digits-commands/README.md.
 The synthesized corpus is cached under --cache-dir, so re-runs skip the synthesis.
 Seeds are fixed (Python, NumPy, torch); with the same torch build and thread count a re-run
 reproduces the same weights (checked: two 25-step runs wrote bit-identical safetensors).
@@ -47,7 +47,7 @@ from transformers import (  # noqa: E402
 )
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-DEFAULT_OUT = REPO_ROOT / "models" / "tiny-hubert-digits-commands"
+DEFAULT_OUT = REPO_ROOT / "python" / "speechlens" / "embedded" / "tiny-hubert-digits-commands"
 
 # Speed perturbation as exact resampling ratios (up, down): the clip becomes down/up times
 # faster, which also shifts pitch, like `sox speed`.

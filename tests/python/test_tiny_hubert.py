@@ -1,4 +1,4 @@
-"""The committed tiny HuBERT CTC checkpoint (models/tiny-hubert-digits-commands).
+"""The committed tiny HuBERT CTC checkpoint (python/speechlens/embedded/tiny-hubert-digits-commands).
 
 Loads it with Hugging Face transformers and measures its word error rate on a small held-out
 set synthesized here with espeak-ng: voices never heard in training, speaking rates outside the
@@ -12,7 +12,7 @@ import sys
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-MODEL_DIR = REPO_ROOT / "models" / "tiny-hubert-digits-commands"
+MODEL_DIR = REPO_ROOT / "python" / "speechlens" / "embedded" / "tiny-hubert-digits-commands"
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import tiny_hubert_data as data  # noqa: E402
 
