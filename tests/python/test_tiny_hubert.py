@@ -103,3 +103,17 @@ def test_hf_model_heldout_wer(hf_model, heldout_set):
     wer = data.word_error_rate(texts, hyps)
     worst = [(t, h) for t, h in zip(texts, hyps) if t != h][:5]
     assert wer <= MAX_HELDOUT_WER, f"held-out WER {wer:.3f} > {MAX_HELDOUT_WER}; e.g. {worst}"
+
+
+@needs_espeak
+def test_speechlens_transcribes_the_heldout_set_like_hf(hf_model, heldout_set):
+    import torch
+
+    import speechlens as sl
+
+    model = sl.load(MODEL_DIR)
+    texts, waves = heldout_set
+    ours = [model.transcribe(torch.from_numpy(w)) for w in waves]
+    theirs = data.transcribe_greedy(*hf_model, waves)
+    assert ours == theirs
+    assert data.word_error_rate(texts, ours) <= MAX_HELDOUT_WER
