@@ -80,8 +80,8 @@ def _progress(description: str, progress: bool):
     return update, bar
 
 
-def _run(fn, method: str, model, clean, corrupted, hooks, metric, sweep, window, reverse, normalize, max_batch,
-         progress) -> PatchingResult:
+def _run(fn, method: str, model, clean, corrupted, hooks, metric, sweep, window, positions, reverse, normalize,
+         max_batch, progress) -> PatchingResult:
     if not callable(metric):
         raise TypeError("metric must be a callable logits -> tensor [batch]")
     if isinstance(hooks, (list, tuple, set)):
@@ -91,7 +91,7 @@ def _run(fn, method: str, model, clean, corrupted, hooks, metric, sweep, window,
     update, bar = _progress(method, progress)
     try:
         result = fn(core(model), as_inputs(model, clean), as_inputs(model, corrupted), hooks, metric, sweep,
-                    window, reverse, normalize, max_batch, update)
+                    window, _position_range(positions), reverse, normalize, max_batch, update)
     finally:
         if bar is not None:
             bar.close()
@@ -100,22 +100,30 @@ def _run(fn, method: str, model, clean, corrupted, hooks, metric, sweep, window,
 
 def activation_patching(model, clean: Any, corrupted: Any, hooks, metric: Metric, sweep: str = "position",
                         window: int = 1, reverse: bool = False, normalize: bool = False, max_batch: int = 64,
-                        progress: bool = True) -> PatchingResult:
+                        progress: bool = True, positions: tuple[int, int] | None = None) -> PatchingResult:
     """Patch source activations into the target run, one slot at a time, batched.
 
     ``values`` holds the metric of each patched run (mean over the input batch), or the
-    normalised recovery with ``normalize=True``."""
+    normalised recovery with ``normalize=True``. ``positions=(begin, end)`` limits a position
+    sweep to those positions (e.g. the frames that hold speech)."""
     return _run(_C.analysis.activation_patching, "activation", model, clean, corrupted, hooks, metric, sweep,
-                window, reverse, normalize, max_batch, progress)
+                window, positions, reverse, normalize, max_batch, progress)
 
 
 def attribution_patching(model, clean: Any, corrupted: Any, hooks, metric: Metric, sweep: str = "position",
                          window: int = 1, reverse: bool = False, normalize: bool = False,
-                         progress: bool = False) -> PatchingResult:
+                         progress: bool = False, positions: tuple[int, int] | None = None) -> PatchingResult:
     """First-order estimate of :func:`activation_patching` from one forward and one backward:
     ``values`` = target metric + (source_act - target_act) . d metric / d act, summed per slot."""
     return _run(_C.analysis.attribution_patching, "attribution", model, clean, corrupted, hooks, metric, sweep,
-                window, reverse, normalize, 1, progress)
+                window, positions, reverse, normalize, 1, progress)
+
+
+def _position_range(positions) -> tuple[int, int]:
+    if positions is None:
+        return (0, -1)
+    begin, end = positions
+    return (int(begin or 0), -1 if end is None else int(end))
 
 
 def logit_diff_metric(position: int, correct: int, incorrect: int) -> Metric:

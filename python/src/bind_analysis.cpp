@@ -34,11 +34,14 @@ analysis::Metric python_metric(py::function fn) {
   };
 }
 
-analysis::PatchingOptions patching_options(const std::string& sweep, int64_t window, bool reverse, bool normalize,
+analysis::PatchingOptions patching_options(const std::string& sweep, int64_t window,
+                                           std::pair<int64_t, int64_t> positions, bool reverse, bool normalize,
                                            int64_t max_batch, std::optional<py::function> progress) {
   analysis::PatchingOptions options;
   options.axis = analysis::sweep_axis_from_name(sweep);
   options.window = window;
+  options.position_begin = positions.first;
+  options.position_end = positions.second;
   options.reverse = reverse;
   options.normalize = normalize;
   options.max_batch = max_batch;
@@ -57,16 +60,18 @@ void def_patching(py::module_& m, const char* name, Fn fn, const char* doc) {
   m.def(
       name,
       [fn](models::HookedModel& model, const models::ModelInputs& clean, const models::ModelInputs& corrupted,
-           const py::object& hooks, py::function metric, const std::string& sweep, int64_t window, bool reverse,
-           bool normalize, int64_t max_batch, std::optional<py::function> progress) {
+           const py::object& hooks, py::function metric, const std::string& sweep, int64_t window,
+           std::pair<int64_t, int64_t> positions, bool reverse, bool normalize, int64_t max_batch,
+           std::optional<py::function> progress) {
         auto selector = to_selector(hooks);
-        auto options = patching_options(sweep, window, reverse, normalize, max_batch, std::move(progress));
+        auto options = patching_options(sweep, window, positions, reverse, normalize, max_batch, std::move(progress));
         auto cpp_metric = python_metric(std::move(metric));
         py::gil_scoped_release release;
         return fn(model, clean, corrupted, selector, cpp_metric, options);
       },
       py::arg("model"), py::arg("clean"), py::arg("corrupted"), py::arg("hooks"), py::arg("metric"),
-      py::arg("sweep") = "position", py::arg("window") = 1, py::arg("reverse") = false, py::arg("normalize") = false,
+      py::arg("sweep") = "position", py::arg("window") = 1,
+      py::arg("positions") = std::pair<int64_t, int64_t>{0, -1}, py::arg("reverse") = false, py::arg("normalize") = false,
       py::arg("max_batch") = 64, py::arg("progress") = py::none(), doc);
 }
 

@@ -137,9 +137,17 @@ Sweep plan(const std::vector<std::string>& names, const std::vector<at::Tensor>&
             to_string(options.axis), dim, names[h], c10::str(act.sizes()), to_string(options.axis),
             options.axis == SweepAxis::head ? "attn.hook_z" : "hook_resid_pre"));
       }
-      const int64_t size = act.size(dim);
+      int64_t first = 0, size = act.size(dim);
+      if (options.axis == SweepAxis::position) {
+        first = std::clamp<int64_t>(options.position_begin, 0, size);
+        if (options.position_end >= 0) size = std::min(size, options.position_end);
+        if (first >= size) {
+          throw InvalidInput(fmt::format("position range [{}, {}) is empty for hook '{}' with {} positions",
+                                         options.position_begin, options.position_end, names[h], act.size(dim)));
+        }
+      }
       const int64_t step = options.axis == SweepAxis::position ? options.window : 1;
-      for (int64_t b = 0; b < size; b += step) ranges.emplace_back(b, std::min(size, b + step));
+      for (int64_t b = first; b < size; b += step) ranges.emplace_back(b, std::min(size, b + step));
     }
     if (ranges.size() > sweep.widest.size()) sweep.widest = ranges;
     for (size_t c = 0; c < ranges.size(); ++c) {

@@ -150,3 +150,16 @@ def test_bad_requests_fail_clearly(models, pair):
         sl.patching.attribution_patching(model, *pair, hooks="encoder.blocks.0.hook_resid_pre",
                                          metric=lambda logits: logits.argmax(-1)[:, 0].float())
     assert model._core.hook_count == 0  # nothing left attached after the failures
+
+
+def test_position_range_sweeps_only_those_positions(models, pair):
+    model, _ = models
+    full = sl.patching.activation_patching(model, *pair, hooks="encoder.blocks.*.hook_resid_pre", metric=metric,
+                                           window=2, progress=False)
+    part = sl.patching.activation_patching(model, *pair, hooks="encoder.blocks.*.hook_resid_pre", metric=metric,
+                                           window=2, positions=(2, 6), progress=False)
+    assert part.slot_labels == ["2-3", "4-5"] or len(part.slot_labels) == 2
+    torch.testing.assert_close(part.values, full.values[:, 1:3], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="empty"):
+        sl.patching.activation_patching(model, *pair, hooks="encoder.blocks.0.hook_resid_pre", metric=metric,
+                                        positions=(50, 60), progress=False)

@@ -40,6 +40,10 @@ struct PatchingOptions {
   // Positions are patched in windows of this many (the last window may be shorter): 1500
   // Whisper frames in windows of 30 are 50 slots.
   int64_t window = 1;
+  // Restrict a position sweep to [position_begin, position_end) (end -1: to the last position),
+  // e.g. the frames that hold speech rather than Whisper's 30 s padding.
+  int64_t position_begin = 0;
+  int64_t position_end = -1;
   // false: clean activations into the corrupted run; true: corrupted into the clean run.
   bool reverse = false;
   // Report (patched - corrupted) / (clean - corrupted) instead of the raw metric.
