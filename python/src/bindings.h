@@ -21,5 +21,7 @@ hooks::HookFn python_hook(py::function fn);
 hooks::HookSelector to_selector(const py::handle& selector);
 void bind_audio(py::module_& m);
 void bind_text(py::module_& m);
+void bind_ctranslate2(py::module_& m);
+void bind_whisper_pipeline(py::module_& m);
 
 }  // namespace speechlens::python

@@ -9,4 +9,6 @@ PYBIND11_MODULE(_C, m) {
   speechlens::python::bind_models(m);
   speechlens::python::bind_audio(m);
   speechlens::python::bind_text(m);
+  speechlens::python::bind_ctranslate2(m);
+  speechlens::python::bind_whisper_pipeline(m);
 }
