@@ -29,8 +29,11 @@ void bind_whisper_pipeline(py::module_& root) {
       .def(
           "features",
           [](const models::WhisperPipeline& pipeline, const at::Tensor& wave) {
-            py::gil_scoped_release release;
-            auto batch = pipeline.features(wave);
+            models::WhisperFeaturesBatch batch;
+            {
+              py::gil_scoped_release release;
+              batch = pipeline.features(wave);
+            }
             return py::make_tuple(batch.mel, batch.mel_lengths);
           },
           py::arg("wave"), "(log-mel [B, n_mels, frames], real frames [B]) of a [T] or [B, T] wave.")

@@ -17,12 +17,12 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def random_hf_whisper(vocab_size=51864):
+def random_hf_whisper(vocab_size=51864, pad_token_id=50256):
     config = transformers.WhisperConfig(
         vocab_size=vocab_size, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
         decoder_attention_heads=4, encoder_ffn_dim=256, decoder_ffn_dim=256, num_mel_bins=80,
         max_source_positions=100, max_target_positions=32, decoder_start_token_id=50257, eos_token_id=50256,
-        pad_token_id=50256)
+        pad_token_id=min(pad_token_id, vocab_size - 1))
     torch.manual_seed(0)
     return transformers.WhisperForConditionalGeneration(config).eval()
 

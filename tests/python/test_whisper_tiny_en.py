@@ -36,11 +36,13 @@ SENTENCES = [
     ("My favourite colour is green because it reminds me of the garden.", "en-gb+f2", 145),
     ("We need more time to finish the project before the deadline.", "en-us+m7", 155),
 ]
-# Measured WER of SpeechLens (and, token for token, HF) on this set is 0.0435 (5 / 115 words;
-# docs/models/whisper_checkpoints.md lists the errors): espeak-ng's synthetic voices cost
-# tiny.en a few words. The bound leaves room for a word or two of drift across espeak-ng
-# builds, and still fails if the weights were mapped wrongly (which gives WER near 1).
-WER_BOUND = 0.10
+# Measured WER of SpeechLens (and, token for token, HF) on this set: 0.2321 (26 / 112 words;
+# espeak-ng 1.51, transformers 5.24). The formant voices cost tiny.en dearly on some sentences
+# ("She tells each hell by the sea shore", the Scottish voice) while five of ten come out
+# exactly; docs/models/whisper_checkpoints.md lists every transcript. The bound is the measured
+# figure plus about eight words of slack for espeak-ng builds that voice a sentence differently;
+# a wrongly mapped checkpoint (a swapped projection, an unscaled query) gives WER near 1.
+WER_BOUND = 0.30
 
 
 def normalise(text: str) -> list[str]:
@@ -137,9 +139,10 @@ def test_transcripts_are_token_identical_to_hf_and_wer_is_bounded(model, hf, cli
         features = extractor(wave.numpy(), sampling_rate=16000, return_tensors="pt").input_features
         with torch.no_grad():
             sequence = hf_model.generate(features).tolist()[0]
-        prompt = [50257, 50362]
-        assert sequence[:2] == prompt
-        theirs = [t for t in sequence[2:] if t != 50256]
+        # transformers 5 returns the generated tokens only; older versions led with the prompt.
+        if sequence[:2] == [50257, 50362]:
+            sequence = sequence[2:]
+        theirs = [t for t in sequence if t != 50256]
         assert ours == theirs, f"{voice}: {model.tokenizer.decode(ours)!r} vs {model.tokenizer.decode(theirs)!r}"
         transcript = model.transcribe(wave)
         assert transcript == model.tokenizer.decode(ours)

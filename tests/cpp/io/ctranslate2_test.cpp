@@ -281,7 +281,10 @@ TEST(CTranslate2WhisperTest, ConvertsIntoAFolderHookedWhisperLoads) {
   EXPECT_EQ(generation.at("prev_sot_token_id"), 8);
   EXPECT_EQ(checkpoint.read_json("preprocessor_config.json").at("feature_size"), kMels);
   models::HookedWhisper whisper(checkpoint);
-  auto logits = whisper.forward({.features = at::randn({1, kMels, 2 * kSource}), .tokens = at::tensor({{7, 10}})});
+  models::ModelInputs inputs;
+  inputs.features = at::randn({1, kMels, 2 * kSource});
+  inputs.tokens = at::tensor({7, 10}, at::kLong).unsqueeze(0);
+  auto logits = whisper.forward(inputs);
   EXPECT_EQ(logits.sizes(), at::IntArrayRef({1, 2, kVocab}));
   EXPECT_TRUE(at::isfinite(logits).all().item<bool>());
   EXPECT_THROW(convert_ctranslate2_whisper(dir.path(), out), InvalidInput);  // never overwrites
