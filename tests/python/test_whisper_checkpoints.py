@@ -46,7 +46,9 @@ def test_name_mapping_round_trips():
     assert openai_to_hf_name("decoder.blocks.1.cross_attn.key.weight") == "model.decoder.layers.1.encoder_attn.k_proj.weight"
     assert openai_to_hf_name("encoder.blocks.0.mlp.2.bias") == "model.encoder.layers.0.fc2.bias"
     with pytest.raises(KeyError, match="not a parameter"):
-        openai_to_hf_name("encoder.blocks.0.attn.key.bias")  # OpenAI's key has no bias either
+        openai_to_hf_name("encoder.blocks.0.attn.rotary.weight")
+    with pytest.raises(KeyError, match="not a parameter"):
+        openai_to_hf_name("alignment_heads")
 
 
 def test_openai_pt_loads_with_hf_parity(tmp_path):
