@@ -23,6 +23,7 @@ class HookedWhisper(HookedModel):
                                        _as_dtype(dtype))
         super().__init__(core, str(path))
         self._pipeline = None
+        self._tokenizer = None
 
     @property
     def pipeline(self) -> "_C.models.WhisperPipeline":
@@ -34,7 +35,10 @@ class HookedWhisper(HookedModel):
 
     @property
     def tokenizer(self) -> "_C.text.WhisperTokenizer":
-        return _C.text.WhisperTokenizer.from_dir(self.path)
+        """The checkpoint's tokenizer (``model.tokenizer.decode(ids)``)."""
+        if self._tokenizer is None:
+            self._tokenizer = _C.text.WhisperTokenizer.from_dir(self.path)
+        return self._tokenizer
 
     def features(self, wave: torch.Tensor, return_lengths: bool = False):
         """Log-mel [n_mels, 3000] of a 16 kHz wave [T] ([B, n_mels, 3000] for [B, T]), padded to

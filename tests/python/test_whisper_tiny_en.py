@@ -161,7 +161,9 @@ def test_features_and_logits_match_hf(model, hf, clips):
     ours = model.features(wave)
     theirs = extractor(wave.numpy(), sampling_rate=16000, return_tensors="pt").input_features[0]
     assert ours.shape == theirs.shape == (80, 3000)
-    assert (ours - theirs).abs().max().item() < 1e-4
+    mel_difference = (ours - theirs).abs().max().item()
+    print(f"\nmax |log-mel - HF| = {mel_difference:.2e}")
+    assert mel_difference < 1e-4
     tokens = torch.tensor([[50257, 50362] + model.generate_from_wave(wave)[0]])
     logits = model(ours, tokens)
     with torch.no_grad():
