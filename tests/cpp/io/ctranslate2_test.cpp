@@ -257,6 +257,30 @@ TEST(CTranslate2WhisperTest, MapsToHfNamesSplittingFusedProjections) {
   EXPECT_EQ(find(state, "model.encoder.conv1.weight").scalar_type(), at::kFloat);
 }
 
+TEST(CTranslate2WhisperTest, DequantizesInt8WeightsWithTheirScales) {
+  // CTranslate2's int8 layout: round(weight * scale) per row, scale = 127 / max|row|.
+  auto variables = tiny_whisper_spec();
+  const std::string name = "encoder/layer_0/ffn/linear_0/weight";
+  const auto original = find(variables, name).to(at::kFloat);
+  for (auto& [n, tensor] : variables) {
+    if (n != name) continue;
+    const auto weight = tensor.to(at::kFloat);
+    const auto scale = 127.0 / weight.abs().amax(1);
+    tensor = at::round(weight * scale.unsqueeze(1)).to(at::kChar);
+    variables.emplace_back(name + "_scale", scale.to(at::kFloat));
+    break;
+  }
+  ScratchDir dir;
+  save_ctranslate2_model(dir / "model.bin", "WhisperSpec", 3, variables);
+  const auto model = CTranslate2Model::read(dir / "model.bin");
+  const auto state = whisper_hf_state_dict(model);  // the scale counts as used, not as unknown
+  const auto fc1 = find(state, "model.encoder.layers.0.fc1.weight");
+  EXPECT_TRUE(at::equal(fc1, model.get_float(name)));
+  // Rounding moves each value by at most half a step, max|row| / 254.
+  const auto half_step = original.abs().amax(1, true) / 254.0;
+  EXPECT_TRUE(((fc1 - original).abs() <= half_step * 1.0001).all().item<bool>());
+}
+
 TEST(CTranslate2WhisperTest, ConvertsIntoAFolderHookedWhisperLoads) {
   const auto variables = tiny_whisper_spec();
   ScratchDir dir;
