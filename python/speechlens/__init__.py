@@ -12,7 +12,7 @@ import torch  # noqa: F401  (must precede the extension)
 from . import _C
 from ._C import HookNameError, InvalidInputError, SpeechLensError, SpeechLensIOError
 from .cache import ActivationCache
-from .loading import load
+from .loading import EMBEDDED_MODELS, load
 from .model import Config, HookedModel
 from .hubert import HookedHubert
 from .whisper import HookedWhisper
@@ -21,8 +21,17 @@ from . import lens, patching, plot, probes, stats  # noqa: E402  (analysis toolk
 
 __version__ = _C.version()
 
+
+def load_audio(path, sampling_rate: int = 16000) -> torch.Tensor:
+    """Decodes an audio file (WAV, FLAC, OGG, ...) to a mono float32 tensor [T] resampled to
+    ``sampling_rate`` (16 kHz, what Whisper and HuBERT take)."""
+    return _C.audio.load_audio(str(path), sampling_rate)
+
+
 __all__ = [
     "load",
+    "load_audio",
+    "EMBEDDED_MODELS",
     "HookedModel",
     "HookedWhisper",
     "HookedHubert",

@@ -22,6 +22,45 @@ class HookedWhisper(HookedModel):
         core = _C.models.HookedWhisper(str(path), torch.device(device) if device is not None else None,
                                        _as_dtype(dtype))
         super().__init__(core, str(path))
+        self._pipeline = None
+        self._tokenizer = None
+
+    @property
+    def pipeline(self) -> "_C.models.WhisperPipeline":
+        """The checkpoint's feature extractor, tokenizer and generation settings around this
+        model (read from the checkpoint folder on first use)."""
+        if self._pipeline is None:
+            self._pipeline = _C.models.WhisperPipeline(self._core, self.path)
+        return self._pipeline
+
+    @property
+    def tokenizer(self) -> "_C.text.WhisperTokenizer":
+        """The checkpoint's tokenizer (``model.tokenizer.decode(ids)``)."""
+        if self._tokenizer is None:
+            self._tokenizer = _C.text.WhisperTokenizer.from_dir(self.path)
+        return self._tokenizer
+
+    def features(self, wave: torch.Tensor, return_lengths: bool = False):
+        """Log-mel [n_mels, 3000] of a 16 kHz wave [T] ([B, n_mels, 3000] for [B, T]), padded to
+        30 s as the model was trained; with ``return_lengths`` also the frames holding audio."""
+        wave = _wave(wave)
+        mel, lengths = self.pipeline.features(wave)
+        if wave.dim() == 1:
+            mel = mel[0]
+        return (mel, lengths) if return_lengths else mel
+
+    def transcribe(self, wave: torch.Tensor, language: str | None = None, task: str = "transcribe",
+                   max_new_tokens: int = 0) -> str | list[str]:
+        """Greedy transcription of a 16 kHz wave [T] (a str) or a batch [B, T] (a list), at most
+        30 s each; hooks attached to the model fire at every decoding step."""
+        wave = _wave(wave)
+        texts = self.pipeline.transcribe(wave, language, task, max_new_tokens)
+        return texts[0] if wave.dim() == 1 else texts
+
+    def generate_from_wave(self, wave: torch.Tensor, language: str | None = None, task: str = "transcribe",
+                           max_new_tokens: int = 0) -> list[list[int]]:
+        """The token ids ``transcribe`` decodes (prompt and end-of-text excluded), per clip."""
+        return self.pipeline.generate(_wave(wave), language, task, max_new_tokens)
 
     def forward(self, features: torch.Tensor, tokens: torch.Tensor | None = None,
                 feature_lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -55,6 +94,12 @@ class HookedWhisper(HookedModel):
 
     def apply_final_norm(self, residual: torch.Tensor, stack: str = "decoder") -> torch.Tensor:
         return self._core.apply_final_norm(residual, stack)
+
+
+def _wave(wave) -> torch.Tensor:
+    if not isinstance(wave, torch.Tensor):
+        wave = torch.as_tensor(wave)
+    return wave.to(torch.float32)
 
 
 def _batched(tensor, dims: int, what: str) -> torch.Tensor:

@@ -24,5 +24,7 @@ void bind_audio(py::module_& m);
 void bind_text(py::module_& m);
 void bind_models_qwen2_audio(py::module_& m);  // after bind_models (needs HookedModel)
 void bind_analysis(py::module_& m);
+void bind_ctranslate2(py::module_& m);
+void bind_whisper_pipeline(py::module_& m);
 
 }  // namespace speechlens::python

@@ -12,4 +12,6 @@ PYBIND11_MODULE(_C, m) {
   speechlens::python::bind_text(m);
   speechlens::python::bind_models_qwen2_audio(m);
   speechlens::python::bind_analysis(m);
+  speechlens::python::bind_ctranslate2(m);
+  speechlens::python::bind_whisper_pipeline(m);
 }

@@ -305,8 +305,10 @@ std::vector<std::vector<int64_t>> HookedWhisper::generate_from_audio(const at::T
     }
     return mask;
   };
-  const auto always = suppress_mask(options.apply_suppress_tokens ? c.suppress_tokens : std::vector<int64_t>{});
-  const auto at_begin = suppress_mask(options.apply_suppress_tokens ? c.begin_suppress_tokens : std::vector<int64_t>{});
+  const auto& suppress = options.suppress_tokens ? *options.suppress_tokens : c.suppress_tokens;
+  const auto& begin_suppress = options.begin_suppress_tokens ? *options.begin_suppress_tokens : c.begin_suppress_tokens;
+  const auto always = suppress_mask(options.apply_suppress_tokens ? suppress : std::vector<int64_t>{});
+  const auto at_begin = suppress_mask(options.apply_suppress_tokens ? begin_suppress : std::vector<int64_t>{});
 
   std::vector<std::vector<int64_t>> generated(batch);
   std::vector<bool> done(batch, false);

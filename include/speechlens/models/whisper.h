@@ -98,6 +98,10 @@ struct GreedyOptions {
   std::vector<int64_t> prompt;       // empty: decoder_start_token_id alone
   int64_t max_new_tokens = 0;        // 0: up to max_target_positions
   bool apply_suppress_tokens = true;  // the config's suppress / begin_suppress token rules
+  // Replace the config's lists (e.g. with generation_config.json's, where transformers 5 keeps
+  // them); nullopt uses config.json's.
+  std::optional<std::vector<int64_t>> suppress_tokens;
+  std::optional<std::vector<int64_t>> begin_suppress_tokens;
 };
 
 class HookedWhisper : public HookedModel {
