@@ -73,8 +73,36 @@ class HookedWhisper(HookedModel):
         return self._core.forward(features, tokens, feature_lengths)
 
     def prompt(self) -> list[int]:
-        """The decoder prompt transcription starts from (start-of-transcript and forced tokens)."""
-        return [self.cfg.decoder_start_token_id]
+        """The decoder prompt transcription starts from: the tokenizer's start-of-transcript
+        sequence (English, no timestamps) when the checkpoint has a tokenizer, else the
+        config's decoder start token."""
+        try:
+            return list(self.tokenizer.sot_sequence())
+        except Exception:  # no tokenizer files in the folder (e.g. a bare test checkpoint)
+            return [self.cfg.decoder_start_token_id]
+
+    def to_tokens(self, text: str | list[str], prepend_prompt: bool = True) -> torch.Tensor:
+        """Token ids [batch, seq] of ``text`` (TransformerLens's ``to_tokens``), after the
+        decoding prompt unless ``prepend_prompt=False``. A list of texts must tokenize to the
+        same length (Whisper has no padding token in its decoder)."""
+        texts = [text] if isinstance(text, str) else list(text)
+        prefix = self.prompt() if prepend_prompt else []
+        rows = [prefix + list(self.tokenizer.encode(t)) for t in texts]
+        if len({len(r) for r in rows}) != 1:
+            raise ValueError(f"texts tokenize to different lengths {[len(r) for r in rows]}; pass them one by one")
+        return torch.tensor(rows, dtype=torch.long)
+
+    def to_string(self, tokens) -> str | list[str]:
+        """Text of token ids ([seq] -> str, [batch, seq] -> list), special tokens kept."""
+        ids = torch.as_tensor(tokens)
+        if ids.dim() == 2:
+            return [self.to_string(row) for row in ids]
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def to_str_tokens(self, tokens) -> list[str]:
+        """One string per token of ``tokens`` (ids, or a text tokenized with the prompt)."""
+        ids = self.to_tokens(tokens)[0] if isinstance(tokens, str) else torch.as_tensor(tokens).flatten()
+        return [self.tokenizer.decode([int(i)], skip_special_tokens=False) for i in ids]
 
     def encode(self, features: torch.Tensor, feature_lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Audio states [batch, frames / 2, d_model] after the encoder's final norm."""
