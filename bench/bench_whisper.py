@@ -6,7 +6,10 @@ batch 1 and 8. Reported per configuration, as medians over repetitions:
   hf_sdpa       the same with PyTorch SDPA attention
   sl            SpeechLens, no hooks attached
   sl_cache_all  SpeechLens caching every hook point (forces the explicit attention path)
-and the ratios sl / hf_eager (goal <= 0.9) and sl_cache_all / sl (goal <= 1.10).
+  sl_cache_resid  caching every point but attention scores / patterns / z (stays on SDPA)
+and the ratios sl / hf_eager (goal <= 0.9), sl_cache_all / sl (goal <= 1.10),
+sl_cache_all / hf_eager (caching everything against the HF path that can return attentions)
+and sl_cache_resid / sl.
 
     python bench/bench_whisper.py [--reps 5] [--threads 2] [--json out.json]
 """
@@ -66,14 +69,21 @@ def main():
                                                  args.reps)
                     row["sl"] = median_seconds(lambda: model(mel, tokens), args.reps)
                     row["sl_cache_all"] = median_seconds(lambda: model.run_with_cache(mel, tokens), args.reps)
+                    no_attn = [n for n in model.hook_names()
+                               if not n.endswith(("hook_pattern", "hook_attn_scores", "hook_z"))]
+                    row["sl_cache_resid"] = median_seconds(
+                        lambda: model.run_with_cache(mel, tokens, names_filter=no_attn), args.reps)
                 row["sl_over_hf_eager"] = row["sl"] / row["hf_eager"]
                 row["sl_over_hf_sdpa"] = row["sl"] / row["hf_sdpa"]
                 row["cache_all_over_sl"] = row["sl_cache_all"] / row["sl"]
+                row["cache_all_over_hf_eager"] = row["sl_cache_all"] / row["hf_eager"]
+                row["cache_resid_over_sl"] = row["sl_cache_resid"] / row["sl"]
                 rows.append(row)
                 print(f"{shape:5s} b={batch}  hf_eager {row['hf_eager']*1e3:8.1f} ms  hf_sdpa {row['hf_sdpa']*1e3:8.1f} ms"
                       f"  sl {row['sl']*1e3:8.1f} ms  sl_cache_all {row['sl_cache_all']*1e3:8.1f} ms"
                       f"  | sl/hf_eager {row['sl_over_hf_eager']:.2f}  sl/hf_sdpa {row['sl_over_hf_sdpa']:.2f}"
-                      f"  cache_all/sl {row['cache_all_over_sl']:.2f}  (max|diff| {parity:.1e})", flush=True)
+                      f"  cache_all/sl {row['cache_all_over_sl']:.2f}  cache_all/hf_eager {row['cache_all_over_hf_eager']:.2f}"
+                      f"  cache_resid/sl {row['cache_resid_over_sl']:.2f}  (max|diff| {parity:.1e})", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
