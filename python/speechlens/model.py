@@ -213,6 +213,18 @@ class HookedModel:
         return output, ActivationCache(cache, self, self.default_stack, steps)
 
 
+def batched(tensor, dims: int, what: str) -> torch.Tensor:
+    """``tensor`` with a leading batch dimension: unbatched input gains one; any other rank is a
+    ValueError naming ``what``."""
+    if not isinstance(tensor, torch.Tensor):
+        tensor = torch.as_tensor(tensor)
+    if tensor.dim() == dims - 1:
+        tensor = tensor.unsqueeze(0)
+    if tensor.dim() != dims:
+        raise ValueError(f"{what} must have {dims - 1} or {dims} dimensions, got shape {tuple(tensor.shape)}")
+    return tensor
+
+
 def _raise_stop(tensor, hook):
     raise _StopForward(tensor)
 

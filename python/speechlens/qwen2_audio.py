@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 
 from . import _C
-from .model import HookedModel, _as_dtype
+from .model import HookedModel, batched as _batched, _as_dtype
 
 
 class HookedQwen2Audio(HookedModel):
@@ -117,12 +117,3 @@ class HookedQwen2Audio(HookedModel):
     def apply_final_norm(self, residual: torch.Tensor, stack: str = "lm") -> torch.Tensor:
         return self._core.apply_final_norm(residual, stack)
 
-
-def _batched(tensor, dims: int, what: str) -> torch.Tensor:
-    if not isinstance(tensor, torch.Tensor):
-        tensor = torch.as_tensor(tensor)
-    if tensor.dim() == dims - 1:
-        tensor = tensor.unsqueeze(0)
-    if tensor.dim() != dims:
-        raise ValueError(f"{what} must have {dims - 1} or {dims} dimensions, got shape {tuple(tensor.shape)}")
-    return tensor

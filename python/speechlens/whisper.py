@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import _C
-from .model import HookedModel
+from .model import HookedModel, batched as _batched
 
 
 class HookedWhisper(HookedModel):
@@ -129,12 +129,3 @@ def _wave(wave) -> torch.Tensor:
         wave = torch.as_tensor(wave)
     return wave.to(torch.float32)
 
-
-def _batched(tensor, dims: int, what: str) -> torch.Tensor:
-    if not isinstance(tensor, torch.Tensor):
-        tensor = torch.as_tensor(tensor)
-    if tensor.dim() == dims - 1:
-        tensor = tensor.unsqueeze(0)
-    if tensor.dim() != dims:
-        raise ValueError(f"{what} must have {dims - 1} or {dims} dimensions, got shape {tuple(tensor.shape)}")
-    return tensor
