@@ -525,14 +525,21 @@ std::vector<std::pair<std::string, at::Tensor>> whisper_hf_state_dict(const CTra
   map.put("model.encoder.conv2.weight", map.take("encoder/conv2/weight", {D, D, 3}));
   map.put("model.encoder.conv2.bias", map.take("encoder/conv2/bias", {D}));
   map.put("model.encoder.embed_positions.weight", map.take("encoder/position_encodings/encodings", {d.max_source, D}));
-  for (int64_t i = 0; i < d.encoder_layers; ++i) {
-    const std::string ct2 = fmt::format("encoder/layer_{}", i), hf = fmt::format("model.encoder.layers.{}", i);
+  // Both stacks' blocks share the self-attention (fused qkv) and feed-forward layouts.
+  auto self_attention = [&](const std::string& ct2, const std::string& hf) {
     map.layer_norm(ct2 + "/self_attention/layer_norm", hf + ".self_attn_layer_norm", D);
     map.split(ct2 + "/self_attention/linear_0", hf + ".self_attn", {"q_proj", "k_proj", "v_proj"}, D);
     map.linear(ct2 + "/self_attention/linear_1", hf + ".self_attn.out_proj", D, D);
+  };
+  auto feed_forward = [&](const std::string& ct2, const std::string& hf, int64_t ffn) {
     map.layer_norm(ct2 + "/ffn/layer_norm", hf + ".final_layer_norm", D);
-    map.linear(ct2 + "/ffn/linear_0", hf + ".fc1", d.encoder_ffn, D);
-    map.linear(ct2 + "/ffn/linear_1", hf + ".fc2", D, d.encoder_ffn);
+    map.linear(ct2 + "/ffn/linear_0", hf + ".fc1", ffn, D);
+    map.linear(ct2 + "/ffn/linear_1", hf + ".fc2", D, ffn);
+  };
+  for (int64_t i = 0; i < d.encoder_layers; ++i) {
+    const std::string ct2 = fmt::format("encoder/layer_{}", i), hf = fmt::format("model.encoder.layers.{}", i);
+    self_attention(ct2, hf);
+    feed_forward(ct2, hf, d.encoder_ffn);
   }
   map.layer_norm("encoder/layer_norm", "model.encoder.layer_norm", D);
 
@@ -540,16 +547,12 @@ std::vector<std::pair<std::string, at::Tensor>> whisper_hf_state_dict(const CTra
   map.put("model.decoder.embed_positions.weight", map.take("decoder/position_encodings/encodings", {d.max_target, D}));
   for (int64_t i = 0; i < d.decoder_layers; ++i) {
     const std::string ct2 = fmt::format("decoder/layer_{}", i), hf = fmt::format("model.decoder.layers.{}", i);
-    map.layer_norm(ct2 + "/self_attention/layer_norm", hf + ".self_attn_layer_norm", D);
-    map.split(ct2 + "/self_attention/linear_0", hf + ".self_attn", {"q_proj", "k_proj", "v_proj"}, D);
-    map.linear(ct2 + "/self_attention/linear_1", hf + ".self_attn.out_proj", D, D);
+    self_attention(ct2, hf);
     map.layer_norm(ct2 + "/attention/layer_norm", hf + ".encoder_attn_layer_norm", D);
     map.linear(ct2 + "/attention/linear_0", hf + ".encoder_attn.q_proj", D, D);
     map.split(ct2 + "/attention/linear_1", hf + ".encoder_attn", {"k_proj", "v_proj"}, D);
     map.linear(ct2 + "/attention/linear_2", hf + ".encoder_attn.out_proj", D, D);
-    map.layer_norm(ct2 + "/ffn/layer_norm", hf + ".final_layer_norm", D);
-    map.linear(ct2 + "/ffn/linear_0", hf + ".fc1", d.decoder_ffn, D);
-    map.linear(ct2 + "/ffn/linear_1", hf + ".fc2", D, d.decoder_ffn);
+    feed_forward(ct2, hf, d.decoder_ffn);
   }
   map.layer_norm("decoder/layer_norm", "model.decoder.layer_norm", D);
   if (!d.tied) {
