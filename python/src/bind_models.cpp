@@ -82,13 +82,7 @@ void bind_models(py::module_& root) {
       .def_property_readonly("hook_count", [](const models::HookedModel& model) { return model.hooks().hook_count(); })
       .def(
           "active_hooks",
-          [](const models::HookedModel& model) {
-            std::vector<std::string> names;
-            for (const auto& name : model.hook_names()) {
-              if (const_cast<models::HookedModel&>(model).hooks().at(name).has_hooks()) names.push_back(name);
-            }
-            return names;
-          },
+          [](const models::HookedModel& model) { return model.hooks().active_names(); },
           "Names of the hook points that currently have a hook attached.")
       .def(
           "to",

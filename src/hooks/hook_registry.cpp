@@ -204,11 +204,12 @@ void HookRegistry::reset(bool including_permanent) {
   remove(doomed);
 }
 
-bool HookRegistry::any_active(std::initializer_list<const HookPoint*> points) const {
-  for (const HookPoint* p : points) {
-    if (p && p->has_hooks()) return true;
+std::vector<std::string> HookRegistry::active_names() const {
+  std::vector<std::string> active;
+  for (const auto& name : order_) {
+    if (points_.at(name)->has_hooks()) active.push_back(name);
   }
-  return false;
+  return active;
 }
 
 HookScope::HookScope(HookScope&& other) noexcept

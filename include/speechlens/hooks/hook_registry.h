@@ -67,7 +67,8 @@ class HookRegistry {
   void reset(bool including_permanent = false);
   size_t hook_count() const { return owners_.size(); }
   bool has_backward_hooks() const { return backward_count_ > 0; }
-  bool any_active(std::initializer_list<const HookPoint*> points) const;
+  // Names of the points that currently have a hook attached, in model order.
+  std::vector<std::string> active_names() const;
 
   RunState& run_state() { return run_; }
   const RunState& run_state() const { return run_; }

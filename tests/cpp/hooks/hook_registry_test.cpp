@@ -167,3 +167,14 @@ TEST(ActivationCache, RecordsStepsConvertsAndEnforcesItsCap) {
   scope.add("encoder.blocks.*.hook_resid_post", small.recorder());
   EXPECT_THROW(model.forward(at::ones({1, 4})), speechlens::InvalidInput);
 }
+
+TEST(HookRegistry, ListsActivePointsInModelOrder) {
+  ToyModel model;
+  EXPECT_TRUE(model.registry.active_names().empty());
+  sh::HookScope scope(model.registry);
+  scope.add("hook_logits", [](const at::Tensor&, sh::HookContext&) { return std::nullopt; });
+  scope.add("encoder.blocks.0.*", [](const at::Tensor&, sh::HookContext&) { return std::nullopt; });
+  EXPECT_EQ(model.registry.active_names(),
+            (std::vector<std::string>{"encoder.blocks.0.hook_resid_post", "encoder.blocks.0.attn.hook_pattern",
+                                      "hook_logits"}));
+}
