@@ -5,6 +5,8 @@ PYTHON    ?= python3
 BUILD_DIR ?= build
 JOBS      ?= $(shell nproc)
 export CCACHE_SLOPPINESS := pch_defines,time_macros,include_file_mtime,include_file_ctime
+# Paths relative to the checkout, so clones and worktrees share ccache hits.
+export CCACHE_BASEDIR := $(CURDIR)
 export CMAKE_BUILD_PARALLEL_LEVEL := $(JOBS)
 
 PIP_BUILD = $(PYTHON) -m pip install --no-build-isolation --no-deps -e . \
