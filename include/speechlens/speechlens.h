@@ -1,5 +1,6 @@
 #pragma once
 // Umbrella header: everything a C++ research program needs.
+#include "speechlens/analysis/decompose.h"
 #include "speechlens/analysis/lens.h"
 #include "speechlens/analysis/patching.h"
 #include "speechlens/analysis/probes.h"
@@ -17,7 +18,9 @@
 #include "speechlens/models/hooked_model.h"
 #include "speechlens/models/hubert.h"
 #include "speechlens/models/whisper.h"
-#include "speechlens/models/whisper_pipeline.h"
+#include "speechlens/models/registry.h"
+#include "speechlens/models/decoding.h"
+#include "speechlens/hooks/run_context.h"
 #include "speechlens/text/bpe_tokenizer.h"
 #include "speechlens/text/ctc_decoder.h"
 #include "speechlens/text/unicode.h"

@@ -14,12 +14,16 @@ from ._C import HookNameError, InvalidInputError, SpeechLensError, SpeechLensIOE
 from .cache import ActivationCache
 from .loading import EMBEDDED_MODELS, load
 from .model import Config, HookedModel
+from ._inputs import ModelInputs
 from .hubert import HookedHubert
 from .whisper import HookedWhisper
 from .qwen2_audio import HookedQwen2Audio
 from . import lens, patching, plot, probes, stats  # noqa: E402  (analysis toolkit)
 
 __version__ = _C.version()
+
+
+Inputs = ModelInputs
 
 
 def load_audio(path, sampling_rate: int = 16000) -> torch.Tensor:
@@ -33,6 +37,8 @@ __all__ = [
     "load_audio",
     "EMBEDDED_MODELS",
     "HookedModel",
+    "ModelInputs",
+    "Inputs",
     "HookedWhisper",
     "HookedHubert",
     "HookedQwen2Audio",

@@ -13,10 +13,8 @@ from typing import Sequence
 
 import torch
 
-from . import _C
-from .model import HookedModel, _as_dtype
-
-Waves = torch.Tensor | Sequence[torch.Tensor]
+from ._inputs import ModelInputs, as_waves
+from .model import HookedModel
 
 
 class HookedHubert(HookedModel):
@@ -32,37 +30,32 @@ class HookedHubert(HookedModel):
 
     default_stack = "encoder"
 
-    def __init__(self, path: str, device=None, dtype=None):
-        core = _C.models.HookedHubert(str(path), torch.device(device) if device is not None else None,
-                                      _as_dtype(dtype))
-        super().__init__(core, str(path))
+    def features(self, wave, return_lengths: bool = False, sampling_rate: int | None = None):
+        """Normalised model input: a clip -> [1, samples]; a batch or list of clips -> a
+        right-padded [batch, max_samples] batch. With ``return_lengths`` also the clips' sample
+        counts [batch]."""
+        clips, rate, _ = as_waves(wave, sampling_rate, self.sampling_rate)
+        inputs = self._core.prepare(clips, rate)
+        return (inputs.features, inputs.feature_lengths) if return_lengths else inputs.features
 
-    def features(self, wave: Waves, return_lengths: bool = False):
-        """Normalised model input: [samples] -> [1, samples]; a list of clips -> a right-padded
-        [batch, max_samples] batch. With ``return_lengths`` also the clips' sample counts [batch]."""
-        clips = _clips(wave)
-        values, _ = self._core.prepare(clips)
-        if return_lengths:
-            return values, torch.tensor([c.numel() for c in clips], dtype=torch.long)
-        return values
-
-    def forward(self, features: Waves, lengths: torch.Tensor | Sequence[int] | None = None) -> torch.Tensor:
-        """CTC logits [batch, frames, vocab] (last hidden state without a CTC head).
-
-        ``features``: a normalised waveform [samples] or batch [batch, samples] (from
-        ``features()``), or a list of raw clips (normalised and padded here). ``lengths``: real
-        samples per item; frames past each item's end are masked out as HF's attention_mask does.
-        """
+    def make_inputs(self, features=None, lengths=None) -> ModelInputs:
+        """ModelInputs of a normalised waveform [samples] or batch [batch, samples] (from
+        ``features()``) with real ``lengths`` per item, or of a list of raw clips (normalised and
+        padded here, their lengths the mask)."""
+        if isinstance(features, ModelInputs):
+            return features
+        if features is None:
+            raise ValueError("HuBERT's forward needs a waveform: model(model.features(wave))")
         if isinstance(features, (list, tuple)):
             if lengths is not None:
                 raise ValueError("a list of clips carries its own lengths; pass lengths only with a padded batch")
-            features, lengths = self.features(features, return_lengths=True)
+            return self.prepare(list(features), self.sampling_rate)
         features = torch.as_tensor(features)
         if features.dim() == 1:
             features = features.unsqueeze(0)
         if lengths is not None:
-            lengths = torch.as_tensor(lengths, dtype=torch.long)
-        return self._core.forward(features, None, lengths)
+            lengths = torch.as_tensor(lengths, dtype=torch.long).reshape(-1)
+        return ModelInputs(features, None, lengths)
 
     def encode(self, features: torch.Tensor, lengths=None) -> torch.Tensor:
         """The last hidden state [batch, frames, d_model] (after ln_final in stable checkpoints)."""
@@ -74,10 +67,13 @@ class HookedHubert(HookedModel):
         """Encoder frames for clips of ``lengths`` samples (HF's _get_feat_extract_output_lengths)."""
         return self._core.frames_for_samples(torch.as_tensor(lengths, dtype=torch.long).reshape(-1))
 
-    def transcribe(self, wave: Waves, skip_special_tokens: bool = False):
-        """Greedy CTC transcription of a raw clip (-> str) or a list of clips (-> list[str])."""
-        texts = self._core.transcribe(_clips(wave), skip_special_tokens)
-        return texts[0] if isinstance(wave, torch.Tensor) and wave.dim() == 1 else texts
+    def transcribe(self, wave, skip_special_tokens: bool = False, sampling_rate: int | None = None):
+        """Greedy CTC transcription of a clip (-> str) or a batch / list of clips (-> list[str])."""
+        clips, rate, single = as_waves(wave, sampling_rate, self.sampling_rate)
+        if rate != self.sampling_rate:
+            clips = [_C_resample(c, rate, self.sampling_rate) for c in clips]
+        texts = self._core.transcribe_clips(clips, skip_special_tokens)
+        return texts[0] if single else list(texts)
 
     def ctc_decode(self, frame_ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         """Text of one CTC id per frame (repeats collapsed, blanks dropped, '|' -> space)."""
@@ -85,20 +81,13 @@ class HookedHubert(HookedModel):
 
     def unembed(self, residual: torch.Tensor) -> torch.Tensor:
         """The CTC head on a residual stream (apply ``apply_final_norm`` first for a lens)."""
-        return self._core.ctc_logits(residual)
+        return self._core.unembed("encoder", residual)
 
     def apply_final_norm(self, residual: torch.Tensor, stack: str = "encoder") -> torch.Tensor:
-        return self._core.apply_final_norm(residual)
+        return self._core.final_norm(stack, residual)
 
 
-def _clips(wave: Waves) -> list[torch.Tensor]:
-    if isinstance(wave, torch.Tensor):
-        if wave.dim() == 1:
-            return [wave]
-        if wave.dim() == 2:
-            return list(wave)
-        raise ValueError(f"a waveform must be [samples] or [batch, samples], got shape {tuple(wave.shape)}")
-    clips = [torch.as_tensor(c) for c in wave]
-    if not clips:
-        raise ValueError("no clips given")
-    return clips
+def _C_resample(wave: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
+    from . import _C
+
+    return _C.audio.resample(wave, from_rate, to_rate)

@@ -13,8 +13,11 @@ import os
 import pathlib
 import shutil
 
-# model_type in config.json -> the class that loads it.
-_FAMILIES = {
+import torch
+
+# model_type in config.json -> the Python wrapper with the family's conveniences. A family
+# registered in C++ without an entry here gets the generic HookedModel wrapper.
+_WRAPPERS = {
     "whisper": "HookedWhisper",
     "hubert": "HookedHubert",
     "wav2vec2": "HookedHubert",
@@ -67,22 +70,19 @@ def load(name_or_path: str | os.PathLike, device=None, dtype=None):
     ``device`` ("cpu", "cuda", ...) and ``dtype`` ("float32", "float16", "bfloat16") convert the
     weights on load.
     """
-    folder = resolve_checkpoint(name_or_path)
-    config_path = folder / "config.json"
-    try:
-        config = json.loads(config_path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{folder} has no config.json; is it a Hugging Face checkpoint folder?") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{config_path} is not valid JSON: {e}") from None
-    model_type = config.get("model_type")
-    if model_type not in _FAMILIES:
-        raise ValueError(f"{folder}: model_type {model_type!r} is not supported "
-                         f"(supported: {', '.join(sorted(_FAMILIES))})")
+    from . import _C
     from . import __dict__ as package
+    from .model import HookedModel, _as_dtype
 
-    cls = package[_FAMILIES[model_type]]
-    return cls(str(folder), device=device, dtype=dtype)
+    folder = resolve_checkpoint(name_or_path)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no config.json; is it a Hugging Face checkpoint folder?")
+    # The C++ loader picks the family from config.json (models::load) and reports malformed
+    # files with the file and key.
+    core = _C.models.load(str(folder), torch.device(device) if isinstance(device, str) else device,
+                          _as_dtype(dtype))
+    wrapper = package.get(_WRAPPERS.get(core.family, ""), HookedModel)
+    return wrapper(core, str(folder))
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> pathlib.Path:
@@ -114,9 +114,10 @@ def _is_ct2_folder(path: pathlib.Path) -> bool:
     if not (path / "model.bin").is_file():
         return False
     try:
-        return "model_type" not in json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON, nested too deep
         return True
+    return not isinstance(config, dict) or "model_type" not in config
 
 
 def _embedded(name: str) -> pathlib.Path:

@@ -84,10 +84,8 @@ def _run(fn, method: str, model, clean, corrupted, hooks, metric, sweep, window,
          max_batch, progress) -> PatchingResult:
     if not callable(metric):
         raise TypeError("metric must be a callable logits -> tensor [batch]")
-    if isinstance(hooks, (list, tuple, set)):
-        # A list of names or filters: the union, as one exact-name regex the C++ side resolves.
-        names = model.resolve_hook_names(list(hooks)) if hasattr(model, "resolve_hook_names") else list(hooks)
-        hooks = re.compile("^(?:" + "|".join(re.escape(n) for n in names) + ")$")
+    if isinstance(hooks, (tuple, set)):
+        hooks = list(hooks)  # a list selects the union of its members (resolved in C++)
     update, bar = _progress(method, progress)
     try:
         result = fn(core(model), as_inputs(model, clean), as_inputs(model, corrupted), hooks, metric, sweep,

@@ -7,7 +7,8 @@ from typing import Sequence
 import torch
 
 from . import _C
-from .model import HookedModel, batched as _batched, _as_dtype
+from ._inputs import ModelInputs
+from .model import HookedModel, batched as _batched
 
 
 class HookedQwen2Audio(HookedModel):
@@ -24,10 +25,8 @@ class HookedQwen2Audio(HookedModel):
 
     default_stack = "lm"
 
-    def __init__(self, path: str, device=None, dtype=None):
-        core = _C.models.HookedQwen2Audio(str(path), torch.device(device) if device is not None else None,
-                                          _as_dtype(dtype))
-        super().__init__(core, str(path))
+    def __init__(self, core, path: str | None = None):
+        super().__init__(core, path)
         self._processor = None
 
     # -- processor ----------------------------------------------------------------------------
@@ -38,7 +37,16 @@ class HookedQwen2Audio(HookedModel):
             self._processor = _C.models.Qwen2AudioProcessor.from_dir(self.path)
         return self._processor
 
-    def prepare(self, waves, prompts, system: str = "You are a helpful assistant.", padding_side: str = "left",
+    def prepare(self, waves, prompts=None, system: str = "You are a helpful assistant.", padding_side: str = "left",
+                chat: bool = True, sampling_rate: int | None = None):
+        """Without ``prompts``: the model's inputs for raw clips (``HookedModel.prepare``: log-mel,
+        lengths and the base prompt ``<|audio_bos|><|AUDIO|>...<|audio_eos|>``). With ``prompts``:
+        :meth:`process`, HF's processor output for the chat template."""
+        if prompts is None:
+            return super().prepare(waves, sampling_rate)
+        return self.process(waves, prompts, system=system, padding_side=padding_side, chat=chat)
+
+    def process(self, waves, prompts, system: str = "You are a helpful assistant.", padding_side: str = "left",
                 chat: bool = True) -> dict:
         """HF ``processor(text=..., audio=...)`` for one clip per prompt: the Instruct chat template
         (unless ``chat=False``, when the prompts are used as written and must hold their own
@@ -58,17 +66,23 @@ class HookedQwen2Audio(HookedModel):
 
     def features(self, wave) -> dict:
         """Log-mel features [clips, n_mels, frames] and HF's feature_attention_mask of clips."""
-        batch = self.prepare(wave, [""] * (1 if isinstance(wave, torch.Tensor) and wave.dim() == 1 else len(wave)))
+        batch = self.process(wave, [""] * (1 if isinstance(wave, torch.Tensor) and wave.dim() == 1 else len(wave)))
         return {k: batch[k] for k in ("input_features", "feature_attention_mask", "feature_lengths")}
 
     # -- running ------------------------------------------------------------------------------
-    def forward(self, features: torch.Tensor | None, input_ids: torch.Tensor,
-                feature_attention_mask: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                feature_lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits [batch, seq, vocab]. ``features``: log-mel [clips, n_mels, frames] (None for text
-        only); ``feature_attention_mask`` [clips, frames] or ``feature_lengths`` [clips] mark the
-        real frames; ``attention_mask`` [batch, seq] the real tokens (left or right padding).
-        Positions count real tokens only, as HF generate does, so padding never shifts RoPE."""
+    def make_inputs(self, features: torch.Tensor | None = None, input_ids: torch.Tensor | None = None,
+                    feature_attention_mask: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                    feature_lengths: torch.Tensor | None = None) -> ModelInputs:
+        """ModelInputs for ``model(features, input_ids, ...)``: ``features`` log-mel
+        [clips, n_mels, frames] (None for text only); ``feature_attention_mask`` [clips, frames]
+        or ``feature_lengths`` [clips] mark the real frames; ``attention_mask`` [batch, seq] the
+        real tokens (left or right padding). Positions count real tokens only, as HF generate
+        does, so padding never shifts RoPE."""
+        if isinstance(features, ModelInputs):
+            return features
+        if input_ids is None:
+            raise ValueError("Qwen2-Audio's forward needs input_ids (the prompt with <|AUDIO|> expanded; "
+                             "model.process(waves, prompts) or model.prepare(waves) make them)")
         input_ids = _batched(input_ids, 2, "input_ids")
         if features is not None:
             features = _batched(features, 3, "features")
@@ -76,7 +90,7 @@ class HookedQwen2Audio(HookedModel):
                 feature_lengths = _batched(feature_attention_mask, 2, "feature_attention_mask").sum(-1)
         if attention_mask is not None:
             attention_mask = _batched(attention_mask, 2, "attention_mask")
-        return self._core.forward_full(features, input_ids, feature_lengths, attention_mask)
+        return ModelInputs(features, input_ids, feature_lengths, attention_mask)
 
     def encode_audio(self, features: torch.Tensor, feature_lengths: torch.Tensor | None = None):
         """(projected audio features [clips, frames / 4, d_model], audio tokens per clip)."""
@@ -86,16 +100,15 @@ class HookedQwen2Audio(HookedModel):
                      max_new_tokens: int = 256, eos_token_ids: Sequence[int] = ()) -> list[list[int]]:
         """Greedy decoding with a KV cache (HF generate(do_sample=False)); hooks fire at every step
         (``hook.decode_step``: 0 is the prompt). New tokens per item, without the end token."""
-        if features is not None:
-            features = _batched(features, 3, "features")
-        return self._core.generate_greedy(features, feature_lengths, _batched(input_ids, 2, "input_ids"),
-                                          attention_mask, max_new_tokens, list(eos_token_ids))
+        inputs = self.make_inputs(features, input_ids, None, attention_mask, feature_lengths)
+        return self._core.generate(inputs, None, max_new_tokens, True, None, None,
+                                   list(eos_token_ids) if eos_token_ids else None)
 
     def generate(self, wave, prompt, max_new_tokens: int = 256, system: str = "You are a helpful assistant."):
         """Answer ``prompt`` about ``wave`` (1-D float32 at 16 kHz) with the Instruct chat template;
         returns the text (a list of texts for lists of clips and prompts)."""
         single = isinstance(prompt, str)
-        batch = self.prepare(wave, prompt, system=system)
+        batch = self.process(wave, prompt, system=system)
         ids = self.generate_ids(batch["input_features"], batch["input_ids"], batch["feature_lengths"],
                                 batch["attention_mask"], max_new_tokens)
         texts = [self.processor.decode(row, True) for row in ids]
@@ -112,8 +125,8 @@ class HookedQwen2Audio(HookedModel):
         return self._core.text_positions(_batched(input_ids, 2, "input_ids"), attention_mask)
 
     def unembed(self, residual: torch.Tensor) -> torch.Tensor:
-        return self._core.unembed(residual)
+        return self._core.unembed("lm", residual)
 
     def apply_final_norm(self, residual: torch.Tensor, stack: str = "lm") -> torch.Tensor:
-        return self._core.apply_final_norm(residual, stack)
+        return self._core.final_norm(stack, residual)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import _C
+from ._inputs import ModelInputs, as_waves
 from .model import HookedModel, batched as _batched
 
 
@@ -11,75 +12,67 @@ class HookedWhisper(HookedModel):
     """Whisper with a hook point at every activation (``model.hook_names()`` lists them).
 
     ``model(features, tokens)`` returns decoder logits [batch, tokens, vocab]; without
-    ``tokens`` the decoder reads the start-of-transcript prompt.
+    ``tokens`` the decoder reads the default prompt (start-of-transcript, no timestamps).
+    A tokenizer is needed only to turn ids into text: features, forwards and ``generate`` run on
+    a checkpoint folder without tokenizer files.
     """
 
     default_stack = "encoder"
 
-    def __init__(self, path: str, device=None, dtype=None):
-        from .model import _as_dtype
-
-        core = _C.models.HookedWhisper(str(path), torch.device(device) if device is not None else None,
-                                       _as_dtype(dtype))
-        super().__init__(core, str(path))
-        self._pipeline = None
+    def __init__(self, core, path: str | None = None):
+        super().__init__(core, path)
         self._tokenizer = None
 
     @property
-    def pipeline(self) -> "_C.models.WhisperPipeline":
-        """The checkpoint's feature extractor, tokenizer and generation settings around this
-        model (read from the checkpoint folder on first use)."""
-        if self._pipeline is None:
-            self._pipeline = _C.models.WhisperPipeline(self._core, self.path)
-        return self._pipeline
-
-    @property
     def tokenizer(self) -> "_C.text.WhisperTokenizer":
-        """The checkpoint's tokenizer (``model.tokenizer.decode(ids)``)."""
+        """The checkpoint's tokenizer (``model.tokenizer.decode(ids)``), read on first use."""
         if self._tokenizer is None:
             self._tokenizer = _C.text.WhisperTokenizer.from_dir(self.path)
         return self._tokenizer
 
-    def features(self, wave: torch.Tensor, return_lengths: bool = False):
-        """Log-mel [n_mels, 3000] of a 16 kHz wave [T] ([B, n_mels, 3000] for [B, T]), padded to
-        30 s as the model was trained; with ``return_lengths`` also the frames holding audio."""
-        wave = _wave(wave)
-        mel, lengths = self.pipeline.features(wave)
-        if wave.dim() == 1:
+    def features(self, wave, sampling_rate: int | None = None, return_lengths: bool = False):
+        """Log-mel [n_mels, 3000] of one clip ([B, n_mels, 3000] for a batch or list), padded to
+        30 s as the model was trained; with ``return_lengths`` also the mel frames holding audio.
+        ``wave``: a path, a tensor or array (integer PCM is scaled), or a list of clips."""
+        clips, rate, single = as_waves(wave, sampling_rate, self.sampling_rate)
+        inputs = self._core.prepare(clips, rate)
+        mel, lengths = inputs.features, inputs.feature_lengths
+        if single:
             mel = mel[0]
         return (mel, lengths) if return_lengths else mel
 
-    def transcribe(self, wave: torch.Tensor, language: str | None = None, task: str = "transcribe",
-                   max_new_tokens: int = 0) -> str | list[str]:
-        """Greedy transcription of a 16 kHz wave [T] (a str) or a batch [B, T] (a list), at most
-        30 s each; hooks attached to the model fire at every decoding step."""
-        wave = _wave(wave)
-        texts = self.pipeline.transcribe(wave, language, task, max_new_tokens)
-        return texts[0] if wave.dim() == 1 else texts
-
-    def generate_from_wave(self, wave: torch.Tensor, language: str | None = None, task: str = "transcribe",
-                           max_new_tokens: int = 0) -> list[list[int]]:
-        """The token ids ``transcribe`` decodes (prompt and end-of-text excluded), per clip."""
-        return self.pipeline.generate(_wave(wave), language, task, max_new_tokens)
-
-    def forward(self, features: torch.Tensor, tokens: torch.Tensor | None = None,
-                feature_lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits [batch, tokens, vocab] for log-mel ``features`` [batch, n_mels, frames]
-        (or [n_mels, frames]) and decoder ``tokens`` [batch, seq] (or [seq])."""
+    def make_inputs(self, features=None, tokens=None, feature_lengths=None) -> ModelInputs:
+        """ModelInputs of log-mel ``features`` [batch, n_mels, frames] (or [n_mels, frames]) and
+        decoder ``tokens`` [batch, seq] (or [seq]; None: the default prompt)."""
+        if isinstance(features, ModelInputs):
+            return features
+        if features is None:
+            raise ValueError("Whisper's forward needs log-mel features: model(model.features(wave), tokens)")
         features = _batched(features, 3, "features")
-        if tokens is None:
-            tokens = torch.tensor([self.prompt()] * features.shape[0])
-        tokens = _batched(tokens, 2, "tokens")
-        return self._core.forward(features, tokens, feature_lengths)
+        if tokens is not None:
+            tokens = _batched(tokens, 2, "tokens")
+        if feature_lengths is not None:
+            feature_lengths = torch.as_tensor(feature_lengths, dtype=torch.long).reshape(-1)
+        return ModelInputs(features, tokens, feature_lengths)
 
-    def prompt(self) -> list[int]:
-        """The decoder prompt transcription starts from: the tokenizer's start-of-transcript
-        sequence (English, no timestamps) when the checkpoint has a tokenizer, else the
-        config's decoder start token."""
-        try:
-            return list(self.tokenizer.sot_sequence())
-        except Exception:  # no tokenizer files in the folder (e.g. a bare test checkpoint)
-            return [self.cfg.decoder_start_token_id]
+    def transcribe(self, wave, language: str | None = None, task: str = "transcribe", max_new_tokens: int = 0,
+                   sampling_rate: int | None = None) -> str | list[str]:
+        """Greedy transcription of a clip (a str) or of each clip of a batch / list (a list), at most
+        30 s each; hooks attached to the model fire at every decoding step."""
+        clips, rate, single = as_waves(wave, sampling_rate, self.sampling_rate)
+        texts = self._core.transcribe_with(clips, rate, language, task, max_new_tokens)
+        return texts[0] if single else list(texts)
+
+    def generate_from_wave(self, wave, language: str | None = None, task: str = "transcribe",
+                           max_new_tokens: int = 0, sampling_rate: int | None = None) -> list[list[int]]:
+        """The token ids ``transcribe`` decodes (prompt and end-of-text excluded), per clip."""
+        clips, rate, _ = as_waves(wave, sampling_rate, self.sampling_rate)
+        return self._core.transcribe_with(clips, rate, language, task, max_new_tokens, True)
+
+    def prompt(self, language: str | None = None, task: str = "transcribe") -> list[int]:
+        """The decoder prompt transcription starts from: <|startoftranscript|> [<|lang|> <|task|>]
+        <|notimestamps|> (from the tokenizer, or generation_config.json without one)."""
+        return list(self._core.default_prompt(language, task))
 
     def to_tokens(self, text: str | list[str], prepend_prompt: bool = True) -> torch.Tensor:
         """Token ids [batch, seq] of ``text`` (TransformerLens's ``to_tokens``), after the
@@ -113,19 +106,16 @@ class HookedWhisper(HookedModel):
 
     def generate(self, features: torch.Tensor, prompt: list[int] | None = None, max_new_tokens: int = 0,
                  apply_suppress_tokens: bool = True, feature_lengths=None) -> list[list[int]]:
-        """Greedy decoding with a KV cache; hooks fire at every step (``hook.decode_step``)."""
-        return self._core.generate_greedy(_batched(features, 3, "features"), prompt or self.prompt(),
-                                          max_new_tokens, apply_suppress_tokens, feature_lengths)
+        """Greedy decoding with a KV cache; hooks fire at every step (``hook.decode_step``). The
+        suppress-token settings come from generation_config.json (config.json as the fallback),
+        the same as ``transcribe`` and the encoder lens use."""
+        inputs = self.make_inputs(features, None, feature_lengths)
+        prompt_tensor = None if prompt is None else torch.as_tensor(prompt, dtype=torch.long)
+        return self._core.generate(inputs, prompt_tensor, max_new_tokens, apply_suppress_tokens)
 
     def unembed(self, residual: torch.Tensor) -> torch.Tensor:
-        return self._core.unembed(residual)
+        """The decoder's unembedding on a (normed) decoder residual stream."""
+        return self._core.unembed("decoder", residual)
 
     def apply_final_norm(self, residual: torch.Tensor, stack: str = "decoder") -> torch.Tensor:
-        return self._core.apply_final_norm(residual, stack)
-
-
-def _wave(wave) -> torch.Tensor:
-    if not isinstance(wave, torch.Tensor):
-        wave = torch.as_tensor(wave)
-    return wave.to(torch.float32)
-
+        return self._core.final_norm(stack, residual)

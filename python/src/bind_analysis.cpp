@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "bindings.h"
+#include "speechlens/analysis/decompose.h"
 #include "speechlens/analysis/lens.h"
 #include "speechlens/analysis/patching.h"
 #include "speechlens/analysis/probes.h"
@@ -12,14 +13,6 @@
 namespace speechlens::python {
 
 namespace {
-
-// A Python callable shared by C++ callers on any thread, released with the GIL held.
-std::shared_ptr<py::object> shared_callable(py::function fn) {
-  return std::shared_ptr<py::object>(new py::object(std::move(fn)), [](py::object* o) {
-    py::gil_scoped_acquire gil;
-    delete o;
-  });
-}
 
 analysis::Metric python_metric(py::function fn) {
   auto callable = shared_callable(std::move(fn));
@@ -59,11 +52,13 @@ template <typename Fn>
 void def_patching(py::module_& m, const char* name, Fn fn, const char* doc) {
   m.def(
       name,
-      [fn](models::HookedModel& model, const models::ModelInputs& clean, const models::ModelInputs& corrupted,
+      [fn](models::HookedModel& model, const py::object& clean_in, const py::object& corrupted_in,
            const py::object& hooks, py::function metric, const std::string& sweep, int64_t window,
            std::pair<int64_t, int64_t> positions, bool reverse, bool normalize, int64_t max_batch,
            std::optional<py::function> progress) {
         auto selector = to_selector(hooks);
+        const auto clean = to_inputs(clean_in);
+        const auto corrupted = to_inputs(corrupted_in);
         auto options = patching_options(sweep, window, positions, reverse, normalize, max_batch, std::move(progress));
         auto cpp_metric = python_metric(std::move(metric));
         py::gil_scoped_release release;
@@ -75,22 +70,13 @@ void def_patching(py::module_& m, const char* name, Fn fn, const char* doc) {
       py::arg("max_batch") = 64, py::arg("progress") = py::none(), doc);
 }
 
-at::Tensor optional_tensor(const std::optional<at::Tensor>& t) { return t ? *t : at::Tensor(); }
-
 }  // namespace
 
 void bind_analysis(py::module_& root) {
   auto m = root.def_submodule("analysis", "Patching, lenses, probes, neuron statistics, CKA");
 
-  py::class_<models::ModelInputs>(m, "ModelInputs", "One forward's inputs (features, tokens, feature_lengths).")
-      .def(py::init([](const at::Tensor& features, std::optional<at::Tensor> tokens,
-                       std::optional<at::Tensor> feature_lengths) {
-             return models::ModelInputs{features, optional_tensor(tokens), optional_tensor(feature_lengths)};
-           }),
-           py::arg("features"), py::arg("tokens") = py::none(), py::arg("feature_lengths") = py::none())
-      .def_readonly("features", &models::ModelInputs::features)
-      .def_readonly("tokens", &models::ModelInputs::tokens)
-      .def_readonly("feature_lengths", &models::ModelInputs::feature_lengths);
+  // The inputs type lives in speechlens._C.models; analysis code takes it (or a dict) too.
+  m.attr("ModelInputs") = root.attr("models").attr("ModelInputs");
 
   py::class_<analysis::PatchingResult>(m, "PatchingResult")
       .def_readonly("values", &analysis::PatchingResult::values)
@@ -112,44 +98,72 @@ void bind_analysis(py::module_& root) {
 
   py::class_<analysis::LogitLensResult>(m, "LogitLensResult")
       .def_readonly("logits", &analysis::LogitLensResult::logits)
-      .def_readonly("hook_names", &analysis::LogitLensResult::hook_names);
+      .def_readonly("hook_names", &analysis::LogitLensResult::hook_names)
+      .def_readonly("layers", &analysis::LogitLensResult::layers)
+      .def_property_readonly("stack", [](const analysis::LogitLensResult& r) { return hooks::to_string(r.stack); });
   m.def(
       "logit_lens",
-      [](models::HookedWhisper& model, const models::ModelInputs& inputs) {
-        py::gil_scoped_release release;
-        return analysis::logit_lens(model, inputs);
-      },
-      py::arg("model"), py::arg("inputs"));
-  m.def(
-      "encoder_lens_audio",
-      [](models::HookedWhisper& model, const at::Tensor& mel, int64_t layer, std::optional<at::Tensor> lengths) {
-        py::gil_scoped_release release;
-        return analysis::encoder_lens_audio(model, mel, layer, optional_tensor(lengths));
-      },
-      py::arg("model"), py::arg("mel"), py::arg("layer"), py::arg("mel_lengths") = py::none());
-  py::class_<analysis::EncoderLensResult>(m, "EncoderLensResult")
-      .def_readonly("layers", &analysis::EncoderLensResult::layers)
-      .def_property_readonly("logits",
-                             [](const analysis::EncoderLensResult& r) -> py::object {
-                               return r.logits.defined() ? py::cast(r.logits) : py::none();
-                             })
-      .def_readonly("tokens", &analysis::EncoderLensResult::tokens);
-  m.def(
-      "encoder_lens",
-      [](models::HookedWhisper& model, const at::Tensor& mel, std::vector<int64_t> layers,
-         std::optional<at::Tensor> tokens, bool generate, std::vector<int64_t> prompt, int64_t max_new_tokens,
-         bool suppress, std::optional<at::Tensor> lengths) {
-        analysis::EncoderLensOptions options;
+      [](models::HookedModel& model, const py::object& inputs, std::optional<std::string> stack,
+         std::vector<int64_t> layers, bool include_input) {
+        analysis::LensOptions options;
+        if (stack) options.stack = stack_from(model, *stack);
         options.layers = std::move(layers);
-        options.tokens = optional_tensor(tokens);
-        options.generate = generate;
-        options.greedy = models::GreedyOptions{std::move(prompt), max_new_tokens, suppress};
+        options.include_input = include_input;
+        auto in = to_inputs(inputs);
         py::gil_scoped_release release;
-        return analysis::encoder_lens(model, mel, options, optional_tensor(lengths));
+        return analysis::logit_lens(model, in, options);
       },
-      py::arg("model"), py::arg("mel"), py::arg("layers") = std::vector<int64_t>{}, py::arg("tokens") = py::none(),
-      py::arg("generate") = true, py::arg("prompt") = std::vector<int64_t>{}, py::arg("max_new_tokens") = 0,
-      py::arg("apply_suppress_tokens") = true, py::arg("mel_lengths") = py::none());
+      py::arg("model"), py::arg("inputs"), py::arg("stack") = py::none(), py::arg("layers") = std::vector<int64_t>{},
+      py::arg("include_input") = true,
+      "Each layer's residual stream read out: through the stack's final norm and head, or (a stack without a "
+      "head) by decoding from it.");
+  py::class_<analysis::LayerDecodeResult>(m, "LayerDecodeResult")
+      .def_readonly("layers", &analysis::LayerDecodeResult::layers)
+      .def_property_readonly("logits", [](const analysis::LayerDecodeResult& r) { return tensor_or_none(r.logits); })
+      .def_readonly("tokens", &analysis::LayerDecodeResult::tokens)
+      .def_property_readonly("stack", [](const analysis::LayerDecodeResult& r) { return hooks::to_string(r.stack); });
+  m.def(
+      "decode_from_layers",
+      [](models::HookedModel& model, const py::object& inputs, const std::string& stack, std::vector<int64_t> layers,
+         bool teacher_forced, bool generate, std::optional<at::Tensor> prompt, int64_t max_new_tokens,
+         bool apply_suppress_tokens, std::optional<at::Tensor> teacher_tokens) {
+        analysis::LayerDecodeOptions options;
+        options.teacher_tokens = optional_tensor(teacher_tokens);
+        options.stack = stack_from(model, stack);
+        options.layers = std::move(layers);
+        options.teacher_forced = teacher_forced;
+        options.generate = generate;
+        options.generation.prompt = optional_tensor(prompt);
+        options.generation.max_new_tokens = max_new_tokens;
+        options.generation.apply_suppress_tokens = apply_suppress_tokens;
+        auto in = to_inputs(inputs);
+        py::gil_scoped_release release;
+        return analysis::decode_from_layers(model, in, options);
+      },
+      py::arg("model"), py::arg("inputs"), py::arg("stack") = "encoder", py::arg("layers") = std::vector<int64_t>{},
+      py::arg("teacher_forced") = true, py::arg("generate") = true, py::arg("prompt") = py::none(),
+      py::arg("max_new_tokens") = 0, py::arg("apply_suppress_tokens") = true, py::arg("teacher_tokens") = py::none(),
+      "The model's outputs with layer L of `stack` standing in for its last layer (the encoder lens).");
+  m.def(
+      "apply_ln_to_stack",
+      [](const models::HookedModel& model, const std::string& stack, const at::Tensor& components,
+         const at::Tensor& scale) { return analysis::apply_ln_to_stack(model, stack_from(model, stack), components, scale); },
+      py::arg("model"), py::arg("stack"), py::arg("components"), py::arg("scale"));
+  m.def(
+      "logit_attrs",
+      [](const models::HookedModel& model, const std::string& stack, const at::Tensor& normed,
+         const at::Tensor& tokens, std::optional<at::Tensor> incorrect) {
+        return analysis::logit_attrs(model, stack_from(model, stack), normed, tokens, optional_tensor(incorrect));
+      },
+      py::arg("model"), py::arg("stack"), py::arg("normed_components"), py::arg("tokens"),
+      py::arg("incorrect") = py::none());
+  m.def(
+      "bias_logit_attrs",
+      [](const models::HookedModel& model, const std::string& stack, const at::Tensor& tokens,
+         std::optional<at::Tensor> incorrect) {
+        return analysis::bias_logit_attrs(model, stack_from(model, stack), tokens, optional_tensor(incorrect));
+      },
+      py::arg("model"), py::arg("stack"), py::arg("tokens"), py::arg("incorrect") = py::none());
 
   py::class_<analysis::ProbeResult>(m, "ProbeResult")
       .def_readonly("metric", &analysis::ProbeResult::metric)
@@ -215,8 +229,9 @@ void bind_analysis(py::module_& root) {
       .def("dprime", &analysis::NeuronStats::dprime);
   m.def(
       "accumulate_neuron_stats",
-      [](models::HookedModel& model, const models::ModelInputs& inputs, const std::string& hook_name,
+      [](models::HookedModel& model, const py::object& inputs_in, const std::string& hook_name,
          const at::Tensor& labels, analysis::NeuronStats& stats) {
+        auto inputs = to_inputs(inputs_in);
         py::gil_scoped_release release;
         analysis::accumulate_neuron_stats(model, inputs, hook_name, labels, stats);
       },

@@ -8,7 +8,7 @@ namespace speechlens::python {
 
 namespace {
 
-at::Tensor or_empty(const std::optional<at::Tensor>& t) { return t ? *t : at::Tensor(); }
+at::Tensor or_empty(const std::optional<at::Tensor>& t) { return optional_tensor(t); }
 
 models::PaddingSide padding_side_from(const std::string& side) {
   if (side == "left") return models::PaddingSide::left;
@@ -38,29 +38,6 @@ void bind_models_qwen2_audio(py::module_& root) {
         "Audio tokens Qwen2-Audio gives a clip of `mel_frames` valid log-mel frames.");
 
   py::class_<models::HookedQwen2Audio, models::HookedModel>(m, "HookedQwen2Audio", "Qwen2-Audio with hook points.")
-      .def(py::init([](const std::string& path, std::optional<at::Device> device,
-                       std::optional<at::ScalarType> dtype) {
-             models::LoadOptions options;
-             options.device = device;
-             options.dtype = dtype;
-             py::gil_scoped_release release;
-             return models::HookedQwen2Audio::from_pretrained(path, options);
-           }),
-           py::arg("path"), py::arg("device") = py::none(), py::arg("dtype") = py::none())
-      .def(
-          "forward_full",
-          [](models::HookedQwen2Audio& model, std::optional<at::Tensor> features, const at::Tensor& input_ids,
-             std::optional<at::Tensor> feature_lengths, std::optional<at::Tensor> token_mask) {
-            models::ModelInputs inputs;
-            inputs.features = or_empty(features);
-            inputs.tokens = input_ids;
-            inputs.feature_lengths = or_empty(feature_lengths);
-            inputs.token_mask = or_empty(token_mask);
-            py::gil_scoped_release release;
-            return model.forward(inputs);
-          },
-          py::arg("features"), py::arg("input_ids"), py::arg("feature_lengths") = py::none(),
-          py::arg("token_mask") = py::none())
       .def(
           "encode_audio",
           [](models::HookedQwen2Audio& model, const at::Tensor& mel, std::optional<at::Tensor> lengths) {
@@ -73,18 +50,6 @@ void bind_models_qwen2_audio(py::module_& root) {
           },
           py::arg("mel"), py::arg("mel_lengths") = py::none(),
           "(projected audio features [clips, frames/4, d_model], audio tokens per clip [clips]).")
-      .def(
-          "generate_greedy",
-          [](models::HookedQwen2Audio& model, std::optional<at::Tensor> mel, std::optional<at::Tensor> mel_lengths,
-             const at::Tensor& input_ids, std::optional<at::Tensor> token_mask, int64_t max_new_tokens,
-             std::vector<int64_t> eos_token_ids) {
-            models::Qwen2AudioGenerateOptions options{max_new_tokens, std::move(eos_token_ids)};
-            py::gil_scoped_release release;
-            return model.generate_greedy(or_empty(mel), or_empty(mel_lengths), input_ids, or_empty(token_mask),
-                                         options);
-          },
-          py::arg("mel"), py::arg("mel_lengths"), py::arg("input_ids"), py::arg("token_mask") = py::none(),
-          py::arg("max_new_tokens") = 256, py::arg("eos_token_ids") = std::vector<int64_t>{})
       .def("audio_positions", &models::HookedQwen2Audio::audio_positions, py::arg("input_ids"))
       .def(
           "text_positions",
@@ -93,18 +58,12 @@ void bind_models_qwen2_audio(py::module_& root) {
           },
           py::arg("input_ids"), py::arg("token_mask") = py::none())
       .def_static("positions_from_mask", &models::HookedQwen2Audio::positions_from_mask, py::arg("token_mask"))
+      .def_property_readonly("has_processor", &models::HookedQwen2Audio::has_processor)
       .def(
-          "unembed", [](const models::HookedQwen2Audio& model, const at::Tensor& x) { return model.unembed(x); },
-          py::arg("residual"))
-      .def(
-          "apply_final_norm",
-          [](const models::HookedQwen2Audio& model, const at::Tensor& x, const std::string& stack) {
-            if (stack == "lm") return model.lm_final_norm().apply(x);
-            if (stack == "audio_encoder") return model.audio_final_norm().apply(x);
-            throw InvalidInput("stack must be 'lm' or 'audio_encoder', got '" + stack + "'");
+          "processor", [](const models::HookedQwen2Audio& model) -> const models::Qwen2AudioProcessor& {
+            return model.processor();
           },
-          py::arg("residual"), py::arg("stack") = "lm",
-          "The stack's final norm without its hook (for lenses and decompositions).");
+          py::return_value_policy::reference_internal);
 
   py::class_<models::Qwen2AudioProcessor>(m, "Qwen2AudioProcessor",
                                           "Chat template, log-mel, <|AUDIO|> expansion and Qwen2 tokenizer.")

@@ -7,11 +7,11 @@ PYBIND11_MODULE(_C, m) {
   speechlens::python::bind_io(m);
   speechlens::python::bind_hooks(m);
   speechlens::python::bind_models(m);
+  speechlens::python::bind_models_whisper(m);
   speechlens::python::bind_models_hubert(m);
   speechlens::python::bind_audio(m);
   speechlens::python::bind_text(m);
   speechlens::python::bind_models_qwen2_audio(m);
   speechlens::python::bind_analysis(m);
   speechlens::python::bind_ctranslate2(m);
-  speechlens::python::bind_whisper_pipeline(m);
 }

@@ -1,6 +1,7 @@
 #include "speechlens/analysis/lens.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <fmt/format.h>
 
 #include "speechlens/hooks/activation_cache.h"
@@ -10,74 +11,104 @@ namespace speechlens::analysis {
 
 namespace {
 
-// Ends the encoder early, carrying the residual stream out of the forward.
-struct StopEncoder {
-  at::Tensor residual;
-};
-
-void check_layer(const models::HookedWhisper& model, int64_t layer) {
-  const auto layers = static_cast<int64_t>(model.encoder_blocks().size());
-  if (layer < 0 || layer >= layers) {
-    throw InvalidInput(fmt::format("encoder layer {} is out of range; this model has encoder layers 0..{}", layer,
-                                   layers - 1));
+models::StackInfo pick_stack(const models::HookedModel& model, std::optional<hooks::Stack> stack) {
+  if (stack) return model.stack(*stack);
+  for (const auto& s : model.stacks()) {
+    if (s.has_head) return s;
   }
+  throw InvalidInput(fmt::format("this {} model has no stack with a head (no CTC or LM head); name a stack to decode "
+                                 "from instead",
+                                 model.family()));
+}
+
+std::vector<int64_t> layers_of(const models::StackInfo& stack, const std::vector<int64_t>& wanted) {
+  std::vector<int64_t> layers = wanted;
+  if (layers.empty()) {
+    for (int64_t i = 0; i < stack.n_layers; ++i) layers.push_back(i);
+  }
+  for (int64_t layer : layers) {
+    if (layer < 0 || layer >= stack.n_layers) {
+      throw InvalidInput(fmt::format("layer {} is out of range; the {} stack has layers 0..{}", layer,
+                                     hooks::to_string(stack.stack), stack.n_layers - 1));
+    }
+  }
+  return layers;
+}
+
+// The residual streams (resid_post of each of `layers`, and resid_pre of block 0 when asked) of
+// one forward that stops after the last one needed.
+std::vector<at::Tensor> residuals(models::HookedModel& model, const models::ModelInputs& inputs,
+                                  const models::StackInfo& stack, const std::vector<std::string>& names) {
+  hooks::ActivationCache cache;
+  models::RunOptions options;
+  for (const auto& name : names) options.add_hook(hooks::HookSelector::exact(name), cache.recorder());
+  // The lens needs nothing after the last residual it reads.
+  options.stop_at = names.back();
+  model.run(inputs, options);
+  std::vector<at::Tensor> out;
+  for (const auto& name : names) out.push_back(cache.get(name));
+  return out;
 }
 
 }  // namespace
 
-LogitLensResult logit_lens(models::HookedWhisper& model, const models::ModelInputs& inputs) {
-  const auto layers = static_cast<int64_t>(model.decoder_blocks().size());
+models::RunOptions read_from_layer(const models::HookedModel& model, hooks::Stack which, const at::Tensor& residual) {
+  const auto stack = model.stack(which);
+  models::RunOptions options;
+  options.start_at = stack.block_hook(stack.n_layers - 1, "hook_resid_post");
+  options.start_value = residual;
+  return options;
+}
+
+LogitLensResult logit_lens(models::HookedModel& model, const models::ModelInputs& inputs, const LensOptions& options) {
+  c10::NoGradGuard no_grad;
+  const auto stack = pick_stack(model, options.stack);
   LogitLensResult result;
-  result.hook_names.push_back("decoder.blocks.0.hook_resid_pre");
-  for (int64_t i = 0; i < layers; ++i) result.hook_names.push_back(fmt::format("decoder.blocks.{}.hook_resid_post", i));
-  hooks::ActivationCache cache;
-  {
-    hooks::HookScope scope(model.hooks());
-    for (const auto& name : result.hook_names) scope.add(hooks::HookSelector::exact(name), cache.recorder());
-    model.forward(inputs);
+  result.stack = stack.stack;
+  std::vector<std::string> names;
+  if (options.include_input) {
+    names.push_back(stack.block_hook(0, "hook_resid_pre"));
+    result.layers.push_back(-1);
   }
+  for (int64_t layer : layers_of(stack, options.layers)) {
+    names.push_back(stack.block_hook(layer, "hook_resid_post"));
+    result.layers.push_back(layer);
+  }
+  result.hook_names = names;
+  const auto streams = residuals(model, inputs, stack, names);
   std::vector<at::Tensor> rows;
-  for (const auto& name : result.hook_names) {
-    rows.push_back(model.unembed(model.decoder_final_norm().apply(cache.get(name))));
+  for (const auto& residual : streams) {
+    if (stack.has_head) {
+      rows.push_back(model.unembed(stack.stack, model.final_norm(stack.stack, residual)));
+    } else {
+      rows.push_back(model.run(inputs, read_from_layer(model, stack.stack, residual)));
+    }
   }
   result.logits = at::stack(rows);
   return result;
 }
 
-at::Tensor encoder_lens_audio(models::HookedWhisper& model, const at::Tensor& mel, int64_t layer,
-                              const at::Tensor& mel_lengths) {
-  check_layer(model, layer);
-  at::Tensor residual;
-  {
-    hooks::HookScope scope(model.hooks());
-    scope.add(hooks::HookSelector::exact(fmt::format("encoder.blocks.{}.hook_resid_post", layer)),
-              [](const at::Tensor& act, hooks::HookContext&) -> std::optional<at::Tensor> {
-                throw StopEncoder{act};
-              });
-    try {
-      model.encode(mel, mel_lengths);
-    } catch (StopEncoder& stop) {
-      residual = std::move(stop.residual);
-    }
-  }
-  if (!residual.defined()) throw Error("the encoder finished without reaching the lens hook");
-  return model.encoder_final_norm().apply(residual);
-}
-
-EncoderLensResult encoder_lens(models::HookedWhisper& model, const at::Tensor& mel, const EncoderLensOptions& options,
-                               const at::Tensor& mel_lengths) {
-  EncoderLensResult result;
-  result.layers = options.layers;
-  if (result.layers.empty()) {
-    for (size_t i = 0; i < model.encoder_blocks().size(); ++i) result.layers.push_back(static_cast<int64_t>(i));
-  }
-  models::GreedyOptions greedy = options.greedy;
-  if (greedy.max_new_tokens <= 0) greedy.max_new_tokens = 64;
+LayerDecodeResult decode_from_layers(models::HookedModel& model, const models::ModelInputs& inputs,
+                                     const LayerDecodeOptions& options) {
+  c10::NoGradGuard no_grad;
+  const auto stack = model.stack(options.stack);
+  LayerDecodeResult result;
+  result.stack = stack.stack;
+  result.layers = layers_of(stack, options.layers);
+  std::vector<std::string> names;
+  for (int64_t layer : result.layers) names.push_back(stack.block_hook(layer, "hook_resid_post"));
+  const auto streams = residuals(model, inputs, stack, names);
+  models::GenerateOptions generation = options.generation;
+  if (generation.max_new_tokens <= 0) generation.max_new_tokens = 64;
   std::vector<at::Tensor> logits;
-  for (int64_t layer : result.layers) {
-    at::Tensor audio = encoder_lens_audio(model, mel, layer, mel_lengths);
-    if (options.tokens.defined()) logits.push_back(model.decode(options.tokens, audio));
-    if (options.generate) result.tokens.push_back(model.generate_from_audio(audio, greedy));
+  const bool generates = model.stacks().size() > 1;
+  models::ModelInputs teacher = inputs;
+  if (options.teacher_tokens.defined()) teacher.tokens = options.teacher_tokens;
+  const bool teacher_forced = options.teacher_forced && (teacher.tokens.defined() || !generates);
+  for (const auto& residual : streams) {
+    const auto run = read_from_layer(model, stack.stack, residual);
+    if (teacher_forced) logits.push_back(model.run(teacher, run));
+    if (options.generate && generates) result.tokens.push_back(model.generate(inputs, generation, run));
   }
   if (!logits.empty()) result.logits = at::stack(logits);
   return result;

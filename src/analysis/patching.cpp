@@ -31,37 +31,14 @@ SweepAxis sweep_axis_from_name(const std::string& name) {
   throw InvalidInput(fmt::format("unknown sweep axis '{}'; use 'position', 'head' or 'whole'", name));
 }
 
-models::ModelInputs repeat_inputs(const models::ModelInputs& inputs, int64_t times) {
-  auto repeat = [times](const at::Tensor& t) -> at::Tensor {
-    if (!t.defined() || times == 1) return t;
-    std::vector<int64_t> reps(t.dim(), 1);
-    reps[0] = times;
-    return t.repeat(reps);
-  };
-  return {repeat(inputs.features), repeat(inputs.tokens), repeat(inputs.feature_lengths)};
-}
-
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int64_t batch_of(const models::ModelInputs& inputs) {
-  if (!inputs.features.defined() || inputs.features.dim() == 0) {
-    throw InvalidInput("patching needs model inputs with batched features");
-  }
-  return inputs.features.size(0);
-}
+int64_t batch_of(const models::ModelInputs& inputs) { return inputs.batch_size(); }
 
 void check_pair(const models::ModelInputs& clean, const models::ModelInputs& corrupted) {
-  if (!clean.features.sizes().equals(corrupted.features.sizes())) {
-    throw InvalidInput(fmt::format(
-        "clean and corrupted features must have one shape (patching swaps slices between them); got {} and {}",
-        c10::str(clean.features.sizes()), c10::str(corrupted.features.sizes())));
-  }
-  if (clean.tokens.defined() != corrupted.tokens.defined() ||
-      (clean.tokens.defined() && !clean.tokens.sizes().equals(corrupted.tokens.sizes()))) {
-    throw InvalidInput("clean and corrupted tokens must both be given with one shape, or both be absent");
-  }
+  clean.check_compatible(corrupted, "the clean and corrupted inputs");
 }
 
 // The metric of a forward, checked: one value per row.
@@ -86,12 +63,9 @@ RecordedRun record_run(models::HookedModel& model, const models::ModelInputs& in
                        const std::vector<std::string>& names, const Metric& metric) {
   c10::NoGradGuard no_grad;
   hooks::ActivationCache cache;
-  at::Tensor logits;
-  {
-    hooks::HookScope scope(model.hooks());
-    for (const auto& name : names) scope.add(hooks::HookSelector::exact(name), cache.recorder());
-    logits = model.forward(inputs);
-  }
+  models::RunOptions options;
+  for (const auto& name : names) options.add_hook(hooks::HookSelector::exact(name), cache.recorder());
+  at::Tensor logits = model.run(inputs, options);
   RecordedRun run{evaluate(metric, logits, batch_of(inputs)).to(at::kDouble), {}};
   for (const auto& name : names) {
     if (!cache.contains(name)) {
@@ -268,10 +242,10 @@ PatchingResult activation_patching(models::HookedModel& model, const models::Mod
       const PatchSlot& slot = sweep.slots[first + g];
       by_hook[slot.hook_name].emplace_back(g, &slot);
     }
-    hooks::HookScope scope(model.hooks());
+    models::RunOptions run_options;
     for (auto& [name, groups] : by_hook) {
       const at::Tensor& patch = source_run.activations[hook_index.at(name)];
-      scope.add(hooks::HookSelector::exact(name),
+      run_options.add_hook(hooks::HookSelector::exact(name),
                 [&groups, &patch, batch, k](const at::Tensor& act, hooks::HookContext& ctx) -> std::optional<at::Tensor> {
                   if (act.size(0) != k * batch) {
                     throw InvalidInput(fmt::format("'{}' saw batch {} during a patching sweep of {} rows", ctx.name(),
@@ -292,7 +266,7 @@ PatchingResult activation_patching(models::HookedModel& model, const models::Mod
                   return out;
                 });
     }
-    at::Tensor logits = model.forward(repeat_inputs(*target, k));
+    at::Tensor logits = model.run(target->repeat(k), run_options);
     ++forwards;
     at::Tensor values = evaluate(metric, logits, k * batch).to(at::kDouble).cpu().view({k, batch}).mean(1);
     flat.narrow(0, first, k).copy_(values);
@@ -321,12 +295,12 @@ PatchingResult attribution_patching(models::HookedModel& model, const models::Mo
   at::Tensor target_metric;
   {
     c10::AutoGradMode grad_mode(true);
-    hooks::HookScope scope(model.hooks());
+    models::RunOptions run_options;
     for (const auto& name : names) {
-      scope.add(hooks::HookSelector::exact(name), target_acts.recorder());
-      scope.add_backward(hooks::HookSelector::exact(name), grads.recorder());
+      run_options.add_hook(hooks::HookSelector::exact(name), target_acts.recorder());
+      run_options.add_hook(hooks::HookSelector::exact(name), grads.recorder(), hooks::Direction::backward);
     }
-    at::Tensor logits = model.forward(*target);
+    at::Tensor logits = model.run(*target, run_options);
     at::Tensor values = evaluate(metric, logits, batch);
     target_metric = values.detach().to(at::kDouble);
     if (!values.requires_grad()) {

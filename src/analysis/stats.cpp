@@ -136,16 +136,18 @@ at::Tensor NeuronStats::dprime() const {
 void accumulate_neuron_stats(models::HookedModel& model, const models::ModelInputs& inputs,
                              const std::string& hook_name, const at::Tensor& labels, NeuronStats& stats) {
   c10::NoGradGuard no_grad;
-  hooks::HookScope scope(model.hooks());
   int64_t fired = 0;
-  scope.add(hooks::HookSelector::exact(hook_name),
-            [&](const at::Tensor& act, hooks::HookContext& ctx) -> std::optional<at::Tensor> {
-              ++fired;
-              at::Tensor mask = act.dim() == 3 ? ctx.position_mask(act.size(1)) : at::Tensor();
-              stats.update(act, labels, mask);
-              return std::nullopt;
-            });
-  model.forward(inputs);
+  models::RunOptions options;
+  options.add_hook(hooks::HookSelector::exact(hook_name),
+                   [&](const at::Tensor& act, hooks::HookContext& ctx) -> std::optional<at::Tensor> {
+                     ++fired;
+                     at::Tensor mask = act.dim() == 3 ? ctx.position_mask(act.size(1)) : at::Tensor();
+                     stats.update(act, labels, mask);
+                     return std::nullopt;
+                   });
+  // Nothing after the hook is needed.
+  options.stop_at = hook_name;
+  model.run(inputs, options);
   if (fired == 0) throw InvalidInput(fmt::format("hook '{}' did not fire in the forward", hook_name));
 }
 

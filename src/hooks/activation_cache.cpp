@@ -16,12 +16,31 @@ HookFn ActivationCache::recorder() {
 
 void ActivationCache::record(const std::string& name, const at::Tensor& activation,
                              const HookContext* ctx) {
+  if (options_.max_bytes && *options_.max_bytes < 0) {
+    throw InvalidInput(fmt::format("max_bytes must be >= 0, got {}", *options_.max_bytes));
+  }
   at::Tensor stored = options_.detach ? activation.detach() : activation;
-  if (options_.trim_padding && ctx && stored.dim() >= 2) {
-    const at::Tensor& lengths = ctx->valid_lengths();
-    if (lengths.defined() && lengths.numel() == stored.size(0)) {
-      int64_t keep = std::min<int64_t>(lengths.max().item<int64_t>(), stored.size(1));
-      stored = stored.narrow(1, 0, keep);
+  Extent extent;
+  if (ctx) {
+    extent.axes = ctx->time_axes();
+    const int64_t dim = ctx->time_dim();
+    if (dim >= 0 && dim < stored.dim() && stored.dim() > 0) {
+      extent.lengths = ctx->valid_lengths();
+      extent.mask = ctx->position_mask(stored.size(dim));
+      if (extent.lengths.defined() && extent.lengths.numel() != stored.size(0)) extent.lengths = at::Tensor();
+      if (extent.mask.defined() && extent.mask.size(0) != stored.size(0)) extent.mask = at::Tensor();
+    }
+  }
+  if (options_.trim_padding && ctx) {
+    for (const auto& axis : extent.axes) {
+      if (axis.dim >= stored.dim()) continue;
+      at::Tensor lengths = ctx->run.lengths(axis.unit);
+      if (!lengths.defined() || lengths.numel() != stored.size(0) || lengths.numel() == 0) continue;
+      const int64_t keep = std::min<int64_t>(lengths.max().item<int64_t>(), stored.size(axis.dim));
+      stored = stored.narrow(axis.dim, 0, keep);
+    }
+    if (extent.mask.defined() && extent.lengths.defined() && extent.axes.front().dim < stored.dim()) {
+      extent.mask = extent.mask.narrow(1, 0, stored.size(extent.axes.front().dim));
     }
   }
   if (options_.remove_batch_dim) {
@@ -48,7 +67,26 @@ void ActivationCache::record(const std::string& name, const at::Tensor& activati
   auto [it, inserted] = entries_.try_emplace(name);
   if (inserted) order_.push_back(name);
   it->second.push_back(std::move(stored));
+  extents_[name] = std::move(extent);
   bytes_ += size;
+}
+
+at::Tensor ActivationCache::lengths(const std::string& name) const {
+  steps(name);  // throws for an unknown name
+  auto it = extents_.find(name);
+  return it == extents_.end() ? at::Tensor() : it->second.lengths;
+}
+
+at::Tensor ActivationCache::mask(const std::string& name) const {
+  steps(name);
+  auto it = extents_.find(name);
+  return it == extents_.end() ? at::Tensor() : it->second.mask;
+}
+
+std::vector<TimeAxis> ActivationCache::time_axes(const std::string& name) const {
+  steps(name);
+  auto it = extents_.find(name);
+  return it == extents_.end() ? std::vector<TimeAxis>{} : it->second.axes;
 }
 
 const at::Tensor& ActivationCache::get(const std::string& name) const {
@@ -76,6 +114,7 @@ std::vector<std::string> ActivationCache::names() const { return order_; }
 
 void ActivationCache::clear() {
   entries_.clear();
+  extents_.clear();
   order_.clear();
   bytes_ = 0;
 }

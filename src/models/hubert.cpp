@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config_json.h"
+#include "speechlens/models/registry.h"
 #include "speechlens/util/error.h"
 
 namespace speechlens::models {
@@ -115,6 +116,7 @@ HookedHubert::HookedHubert(const io::Checkpoint& checkpoint, const LoadOptions& 
     : config_(HubertConfig::from_json(checkpoint.config())),
       conv_activation_(activation_from_name(config_.feat_extract_activation)) {
   const auto& c = config_;
+  set_checkpoint_dir(checkpoint.dir());
   auto preprocessor = checkpoint.read_json("preprocessor_config.json");
   if (!preprocessor.is_null()) waveform_options_ = audio::WaveformOptions::from_json(preprocessor);
 
@@ -129,7 +131,7 @@ HookedHubert::HookedHubert(const io::Checkpoint& checkpoint, const LoadOptions& 
 
   // Conv feature encoder.
   HookNamer extractor = names.child("feature_extractor");
-  hook_input_ = &extractor.point("hook_input");
+  hook_input_ = &extractor.point("hook_input", {{1, "samples"}});
   int64_t in_channels = 1;
   for (size_t i = 0; i < c.conv_dim.size(); ++i) {
     const auto layer_weights = weights.child("feature_extractor.conv_layers." + std::to_string(i));
@@ -141,7 +143,8 @@ HookedHubert::HookedHubert(const io::Checkpoint& checkpoint, const LoadOptions& 
     } else if (i == 0) {
       layer.norm.emplace(layer_weights.child("layer_norm"), ChannelNormKind::per_channel, c.conv_dim[i]);
     }
-    layer.hook_out = &extractor.child("conv" + std::to_string(i)).point("hook_out");
+    layer.hook_out =
+        &extractor.child("conv" + std::to_string(i)).point("hook_out", {{2, "conv" + std::to_string(i)}});
     conv_layers_.push_back(std::move(layer));
     in_channels = c.conv_dim[i];
   }
@@ -198,6 +201,9 @@ std::unique_ptr<HookedHubert> HookedHubert::from_pretrained(const std::filesyste
   return std::make_unique<HookedHubert>(io::Checkpoint::open(dir), options);
 }
 
+SPEECHLENS_REGISTER_FAMILY(hubert, "hubert", HookedHubert)
+SPEECHLENS_REGISTER_FAMILY(wav2vec2, "wav2vec2", HookedHubert)
+
 nlohmann::json HookedHubert::config_json() const {
   const auto& c = config_;
   int64_t hop = 1, receptive_field = 1;
@@ -231,10 +237,6 @@ nlohmann::json HookedHubert::config_json() const {
     j["pad_token_id"] = c.pad_token_id;
   }
   return j;
-}
-
-audio::WaveBatch HookedHubert::prepare(const std::vector<at::Tensor>& waves) const {
-  return audio::prepare_waveforms(waves, waveform_options_);
 }
 
 int64_t HookedHubert::frames_for_samples(int64_t samples) const {
@@ -275,49 +277,100 @@ at::Tensor HookedHubert::valid_frames(const at::Tensor& sample_lengths, int64_t 
   return frames_for_samples(lengths);
 }
 
-at::Tensor HookedHubert::encode(const at::Tensor& wave_in, const at::Tensor& sample_lengths) {
-  if (wave_in.dim() != 2) {
-    throw InvalidInput(fmt::format("{} expects a waveform batch [batch, samples], got {}. Use "
-                                   "model.features(wave) to normalise raw audio",
-                                   config_.model_type, c10::str(wave_in.sizes())));
+at::Tensor HookedHubert::conv_lengths(const at::Tensor& sample_lengths, size_t layers) const {
+  auto lengths = sample_lengths.to(at::kCPU, at::kLong).clone();
+  auto* v = lengths.data_ptr<int64_t>();
+  for (int64_t b = 0; b < lengths.numel(); ++b) {
+    int64_t samples = v[b];
+    for (size_t i = 0; i < layers; ++i) {
+      const int64_t numerator = samples - config_.conv_kernel[i];
+      const int64_t stride = config_.conv_stride[i];
+      samples = (numerator >= 0 ? numerator / stride : -((-numerator + stride - 1) / stride)) + 1;
+    }
+    v[b] = samples;
   }
-  if (!at::isFloatingType(wave_in.scalar_type())) {
-    throw InvalidInput(fmt::format("the waveform must be floating point, got {}", c10::toString(wave_in.scalar_type())));
-  }
-  const int64_t batch = wave_in.size(0), samples = wave_in.size(1);
-  const int64_t frames = frames_for_samples(samples);
-  if (batch < 1 || frames < 1) {
-    throw InvalidInput(fmt::format("a waveform of {} samples is shorter than the conv feature encoder's receptive "
-                                   "field and gives no frame",
-                                   samples));
-  }
-  auto& run = registry_.run_state();
-  run.decode_step = -1;
-  run.encoder_valid_lengths = sample_lengths.defined() ? valid_frames(sample_lengths, batch, samples) : at::Tensor();
+  return lengths;
+}
 
-  auto x = (*hook_input_)(enter_graph(wave_in.to(device_, dtype_))).unsqueeze(1);  // [B, 1, samples]
-  for (const auto& layer : conv_layers_) {
-    x = layer.conv(x);
-    if (layer.norm) x = (*layer.norm)(x);
-    x = (*layer.hook_out)(apply_activation(conv_activation_, x));
+at::Tensor HookedHubert::encode_in_call(const at::Tensor& wave_in, const at::Tensor& sample_lengths, int64_t batch,
+                                        hooks::RunContext& ctx) {
+  auto& run = ctx.state();
+  StackStart start = stack_start(registry_, hooks::Stack::encoder, blocks_, batch, device_, dtype_);
+  at::Tensor x;
+  int64_t frames = 0;
+  if (start.resumed()) {
+    x = start.residual;
+    frames = x.size(1);
+  } else {
+    if (!wave_in.defined() || wave_in.dim() != 2) {
+      throw InvalidInput(fmt::format("{} expects a waveform batch [batch, samples], got {}. Use "
+                                     "model.features(wave) to normalise raw audio",
+                                     config_.model_type,
+                                     wave_in.defined() ? c10::str(wave_in.sizes()) : std::string("nothing")));
+    }
+    const int64_t samples = wave_in.size(1);
+    frames = frames_for_samples(samples);
+    if (wave_in.size(0) < 1 || frames < 1) {
+      throw InvalidInput(fmt::format("a waveform of {} samples is shorter than the conv feature encoder's "
+                                     "receptive field and gives no frame",
+                                     samples));
+    }
+    if (samples > max_input_samples_) {
+      throw InvalidInput(fmt::format(
+          "a waveform of {:.1f} s is longer than this model takes in one forward ({:.0f} s, set with "
+          "set_max_input_seconds): attention over {} frames would need memory quadratic in the length. Split the "
+          "audio into chunks (sl.data does) or raise the limit",
+          static_cast<double>(samples) / waveform_options_.sampling_rate,
+          static_cast<double>(max_input_samples_) / waveform_options_.sampling_rate, frames));
+    }
   }
-  x = x.transpose(1, 2);  // [B, T, C]
-  if (projection_norm_) x = (*projection_norm_)(x);
-  x = (*hook_projection_out_)(projection_(x));
+  at::Tensor valid_frames_of_batch;
+  if (sample_lengths.defined()) {
+    const int64_t samples = wave_in.defined() ? wave_in.size(1) : sample_lengths.max().item<int64_t>();
+    valid_frames_of_batch = valid_frames(sample_lengths, batch, samples);
+    run.set_lengths("samples", sample_lengths);
+    for (size_t i = 0; i < conv_layers_.size(); ++i) {
+      run.set_lengths("conv" + std::to_string(i), conv_lengths(sample_lengths, i + 1));
+    }
+    run.set_lengths("encoder", valid_frames_of_batch);
+  }
 
   TransformerBlock::Inputs inputs;
-  if (run.encoder_valid_lengths.defined()) {
+  if (valid_frames_of_batch.defined()) {
     auto positions = at::arange(frames, at::TensorOptions().dtype(at::kLong));
-    auto valid = (positions.unsqueeze(0) < run.encoder_valid_lengths.unsqueeze(1)).to(device_);
-    inputs.self_mask.key_valid = valid;
-    // HF zeroes padded frames before the positional conv, so they do not leak into real ones.
-    x = x.masked_fill(valid.logical_not().unsqueeze(-1), 0);
+    inputs.self_mask.key_valid = (positions.unsqueeze(0) < valid_frames_of_batch.unsqueeze(1)).to(device_);
   }
-  x = x + (*hook_pos_conv_)(pos_conv_(x));
-  if (!config_.do_stable_layer_norm) x = (*encoder_norm_)(x);
-  for (const auto& block : blocks_) x = (*block)(x, inputs);
+  if (!start.resumed()) {
+    x = (*hook_input_)(enter_graph(wave_in.to(device_, dtype_))).unsqueeze(1);  // [B, 1, samples]
+    for (const auto& layer : conv_layers_) {
+      x = layer.conv(x);
+      if (layer.norm) x = (*layer.norm)(x);
+      x = (*layer.hook_out)(apply_activation(conv_activation_, x));
+    }
+    x = x.transpose(1, 2);  // [B, T, C]
+    if (projection_norm_) x = (*projection_norm_)(x);
+    x = (*hook_projection_out_)(projection_(x));
+    if (ctx.stopped()) return x;
+    if (inputs.self_mask.key_valid.defined()) {
+      // HF zeroes padded frames before the positional conv, so they do not leak into real ones.
+      x = x.masked_fill(inputs.self_mask.key_valid.logical_not().unsqueeze(-1), 0);
+    }
+    x = x + (*hook_pos_conv_)(pos_conv_(x));
+    if (!config_.do_stable_layer_norm) x = (*encoder_norm_)(x);
+  }
+  x = run_blocks(blocks_, x, start.first_block, inputs);
+  if (ctx.stopped()) return x;
   if (config_.do_stable_layer_norm) x = (*encoder_norm_)(x);
   return x;
+}
+
+at::Tensor HookedHubert::encode(const at::Tensor& wave, const at::Tensor& sample_lengths, const RunOptions& options) {
+  std::shared_lock<std::shared_mutex> lock(weights_mutex_, std::defer_lock);
+  if (!hooks::RunContext::current(&registry_)) lock.lock();
+  ModelInputs inputs{wave, {}, sample_lengths, {}};
+  inputs.validate();
+  Call call(*this, options);
+  return call.result(encode_in_call(wave, sample_lengths, inputs.batch_size(), call.context()));
 }
 
 at::Tensor HookedHubert::ctc_logits(const at::Tensor& hidden) const {
@@ -329,9 +382,54 @@ at::Tensor HookedHubert::ctc_logits(const at::Tensor& hidden) const {
   return (*hook_logits_)((*lm_head_)(hidden));
 }
 
-at::Tensor HookedHubert::forward(const ModelInputs& inputs) {
-  auto hidden = encode(inputs.features, inputs.feature_lengths);
+at::Tensor HookedHubert::run_impl(const ModelInputs& inputs, const RunOptions&, hooks::RunContext& ctx) {
+  if (inputs.tokens.defined()) {
+    throw InvalidInput(fmt::format("{} takes no tokens: its input is the waveform alone", config_.model_type));
+  }
+  auto hidden = encode_in_call(inputs.features, inputs.feature_lengths, inputs.batch_size(), ctx);
+  if (ctx.stopped()) return {};
   return lm_head_ ? ctc_logits(hidden) : hidden;
+}
+
+ModelInputs HookedHubert::prepare(const std::vector<at::Tensor>& waves, std::optional<int64_t> sampling_rate) const {
+  auto clips = to_model_rate(waves, sampling_rate);
+  auto batch = audio::prepare_waveforms(clips, waveform_options_);
+  std::vector<int64_t> counts;
+  for (const auto& clip : clips) counts.push_back(clip.numel());
+  ModelInputs inputs;
+  inputs.features = batch.input_values;
+  inputs.feature_lengths = at::tensor(counts, at::kLong);
+  return inputs;
+}
+
+void HookedHubert::set_max_input_seconds(double seconds) {
+  if (!(seconds > 0)) throw InvalidInput(fmt::format("max_input_seconds must be positive, got {}", seconds));
+  max_input_samples_ = static_cast<int64_t>(seconds * waveform_options_.sampling_rate);
+}
+
+std::vector<StackInfo> HookedHubert::stacks() const {
+  return {{hooks::Stack::encoder, "encoder", config_.num_hidden_layers, config_.hidden_size, false, has_ctc_head(),
+           "encoder", config_.do_stable_layer_norm ? "encoder.ln_final" : ""}};
+}
+
+const Norm* HookedHubert::final_norm_layer(hooks::Stack stack) const {
+  this->stack(stack);
+  return config_.do_stable_layer_norm ? encoder_norm_.get() : nullptr;
+}
+
+at::Tensor HookedHubert::unembed(hooks::Stack stack, const at::Tensor& normed) const {
+  this->stack(stack);
+  if (!lm_head_) {
+    throw InvalidInput(fmt::format("this {} checkpoint has no CTC head (lm_head) to read a layer out with",
+                                   config_.model_type));
+  }
+  return (*lm_head_)(normed);
+}
+
+at::Tensor HookedHubert::unembedding(hooks::Stack stack) const {
+  this->stack(stack);
+  if (!lm_head_) throw InvalidInput(fmt::format("this {} checkpoint has no CTC head (lm_head)", config_.model_type));
+  return lm_head_->weight;
 }
 
 const text::CtcDecoder& HookedHubert::ctc_decoder() const {
@@ -346,30 +444,31 @@ const text::CtcDecoder& HookedHubert::ctc_decoder() const {
   return *ctc_decoder_;
 }
 
+std::vector<std::string> HookedHubert::transcribe(const std::vector<at::Tensor>& waves,
+                                                  std::optional<int64_t> sampling_rate) {
+  return transcribe(to_model_rate(waves, sampling_rate), false);
+}
+
 std::vector<std::string> HookedHubert::transcribe(const std::vector<at::Tensor>& waves, bool skip_special_tokens) {
   const auto& decoder = ctc_decoder();
-  auto batch = prepare(waves);
-  std::vector<int64_t> counts;
   for (const auto& wave : waves) {
-    if (frames_for_samples(wave.numel()) < 1) {
+    if (wave.defined() && wave.dim() == 1 && frames_for_samples(wave.numel()) < 1) {
       throw InvalidInput(fmt::format("a clip of {} samples is too short to transcribe: it gives no frame", wave.numel()));
     }
-    counts.push_back(wave.numel());
   }
-  auto sample_lengths = at::tensor(counts, at::kLong);
+  ModelInputs inputs = prepare(waves, sampling_rate());
+  // As HF's pipeline: the padded batch is masked only when the preprocessor asks for a mask.
+  const at::Tensor sample_lengths = inputs.feature_lengths;
+  if (!waveform_options_.return_attention_mask) inputs.feature_lengths = at::Tensor();
   at::Tensor logits;
   {
     c10::NoGradGuard no_grad;
-    logits = forward({batch.input_values, {}, batch.attention_mask.defined() ? sample_lengths : at::Tensor()});
+    logits = run(inputs);
   }
   auto ids = text::greedy_ids(logits, frames_for_samples(sample_lengths));
   std::vector<std::string> texts;
   for (const auto& item : ids) texts.push_back(decoder.decode(item, skip_special_tokens));
   return texts;
-}
-
-at::Tensor HookedHubert::apply_final_norm(const at::Tensor& residual) const {
-  return config_.do_stable_layer_norm ? encoder_norm_->apply(residual) : residual;
 }
 
 void HookedHubert::visit(const TensorVisitor& fn) {

@@ -137,27 +137,37 @@ at::Tensor Qwen2LanguageModel::embed_tokens(const at::Tensor& ids) const {
 }
 
 at::Tensor Qwen2LanguageModel::operator()(const at::Tensor& embeddings, const at::Tensor& positions,
-                                          const at::Tensor& key_valid, std::vector<BlockCache>* cache) const {
-  if (embeddings.dim() != 3 || embeddings.size(2) != config_.hidden_size) {
-    throw InvalidInput(fmt::format("language-model embeddings must be [batch, seq, {}], got {}", config_.hidden_size,
-                                   c10::str(embeddings.sizes())));
+                                          const at::Tensor& key_valid, std::vector<BlockCache>* cache,
+                                          int64_t batch) const {
+  const hooks::HookRegistry& registry = *hook_embed_->info().registry;
+  if (batch < 0) batch = embeddings.defined() ? embeddings.size(0) : 0;
+  StackStart start = stack_start(registry, hooks::Stack::lm, blocks_, batch, token_embedding_.device(),
+                                 token_embedding_.scalar_type());
+  at::Tensor x;
+  if (start.resumed()) {
+    x = start.residual;
+  } else {
+    if (!embeddings.defined() || embeddings.dim() != 3 || embeddings.size(2) != config_.hidden_size) {
+      throw InvalidInput(fmt::format("language-model embeddings must be [batch, seq, {}], got {}",
+                                     config_.hidden_size,
+                                     embeddings.defined() ? c10::str(embeddings.sizes()) : std::string("nothing")));
+    }
+    x = embeddings;
   }
   if (cache && cache->empty()) cache->resize(blocks_.size());
   const int64_t cached = (cache && !cache->empty()) ? (*cache)[0].self.length() : 0;
-  if (key_valid.defined() && (key_valid.dim() != 2 || key_valid.size(0) != embeddings.size(0) ||
-                              key_valid.size(1) != cached + embeddings.size(1))) {
-    throw InvalidInput(fmt::format("the key mask must be [batch={}, cached + new tokens={}], got {}",
-                                   embeddings.size(0), cached + embeddings.size(1), c10::str(key_valid.sizes())));
+  if (key_valid.defined() && (key_valid.dim() != 2 || key_valid.size(0) != x.size(0) ||
+                              key_valid.size(1) != cached + x.size(1))) {
+    throw InvalidInput(fmt::format("the key mask must be [batch={}, cached + new tokens={}], got {}", x.size(0),
+                                   cached + x.size(1), c10::str(key_valid.sizes())));
   }
-  auto x = (*hook_embed_)(embeddings);
+  if (!start.resumed()) x = (*hook_embed_)(x);
   TransformerBlock::Inputs inputs;
   inputs.self_mask.causal = true;
   inputs.self_mask.key_valid = key_valid;
   inputs.positions = positions;
-  for (size_t i = 0; i < blocks_.size(); ++i) {
-    inputs.cache = cache ? &(*cache)[i] : nullptr;
-    x = (*blocks_[i])(x, inputs);
-  }
+  x = run_blocks(blocks_, x, start.first_block, inputs, cache);
+  if (call_stopped(registry)) return x;
   return (*ln_final_)(x);
 }
 

@@ -1,12 +1,15 @@
 #include "speechlens/models/qwen2_audio.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 
 #include "config_json.h"
+#include "speechlens/models/qwen2_audio_processor.h"
+#include "speechlens/models/registry.h"
 #include "speechlens/util/error.h"
 
 namespace speechlens::models {
@@ -72,7 +75,17 @@ Qwen2AudioConfig Qwen2AudioConfig::from_json(const nlohmann::json& j, const nloh
 }
 
 HookedQwen2Audio::HookedQwen2Audio(const io::Checkpoint& checkpoint, const LoadOptions& options)
-    : config_(Qwen2AudioConfig::from_json(checkpoint.config(), checkpoint.read_json("generation_config.json"))) {
+    : config_(Qwen2AudioConfig::from_json(checkpoint.config(), checkpoint.read_json("generation_config.json"))),
+      generation_(GenerationConfig::from_checkpoint(checkpoint)),
+      extractor_([&] {
+        const nlohmann::json preprocessor = checkpoint.read_json("preprocessor_config.json");
+        return preprocessor.is_object() ? audio::WhisperFeatureExtractor(preprocessor)
+                                        : audio::WhisperFeatureExtractor(audio::WhisperFeatureOptions{
+                                              .n_mels = static_cast<int>(config_.audio.n_mels)});
+      }()) {
+  set_checkpoint_dir(checkpoint.dir());
+  generation_.eos_token_ids = config_.eos_token_ids;
+  if (generation_.pad_token_id < 0 && config_.text.pad_token_id) generation_.pad_token_id = *config_.text.pad_token_id;
   io::WeightLoader loader(checkpoint, {options.dtype, options.device});
   // The released checkpoints (and transformers' save_pretrained) use the original layout;
   // transformers 5 holds the model as model.{audio_tower, multi_modal_projector,
@@ -88,10 +101,10 @@ HookedQwen2Audio::HookedQwen2Audio(const io::Checkpoint& checkpoint, const LoadO
   audio_encoder_ = std::make_unique<WhisperEncoder>(
       WeightScope{loader, audio_scope}, names.stack("audio_encoder", hooks::Stack::encoder), c.audio);
   projector_ = Linear(WeightScope{loader, projector_scope}, c.audio.d_model, c.text.hidden_size, true);
-  hook_projector_out_ = &names.child("projector").point("hook_out");
+  hook_projector_out_ = &names.stack("projector", hooks::Stack::encoder).with_unit("audio").point("hook_out");
   lm_ = std::make_unique<Qwen2LanguageModel>(WeightScope{loader, lm_scope}, WeightScope{loader, head_scope},
                                              names.stack("lm", hooks::Stack::lm), c.text);
-  hook_logits_ = &names.point("hook_logits");
+  hook_logits_ = &names.stack("", hooks::Stack::lm).point("hook_logits");
   loader.finish();
   settle_placement();
 }
@@ -100,6 +113,8 @@ std::unique_ptr<HookedQwen2Audio> HookedQwen2Audio::from_pretrained(const std::f
                                                                     const LoadOptions& options) {
   return std::make_unique<HookedQwen2Audio>(io::Checkpoint::open(dir), options);
 }
+
+SPEECHLENS_REGISTER_FAMILY(qwen2_audio, "qwen2_audio", HookedQwen2Audio)
 
 nlohmann::json HookedQwen2Audio::config_json() const {
   const auto& a = config_.audio;
@@ -130,18 +145,40 @@ nlohmann::json HookedQwen2Audio::config_json() const {
       {"mel_frames", config_.mel_frames()},
       {"audio_token_id", config_.audio_token_id},
       {"eos_token_ids", config_.eos_token_ids},
+      {"sampling_rate", extractor_.options().sampling_rate},
+      {"hop_length", extractor_.options().hop_length},
+      {"seconds_per_mel_frame", static_cast<double>(extractor_.options().hop_length) / extractor_.options().sampling_rate},
+      {"seconds_per_encoder_frame",
+       2.0 * static_cast<double>(extractor_.options().hop_length) / extractor_.options().sampling_rate},
   };
 }
 
-Qwen2AudioEncoding HookedQwen2Audio::encode_audio(const at::Tensor& mel, const at::Tensor& mel_lengths) {
-  const auto& c = config_;
-  if (mel.dim() != 3 || mel.size(1) != c.audio.n_mels || mel.size(2) != c.mel_frames()) {
-    throw InvalidInput(fmt::format(
-        "Qwen2-Audio's audio tower takes log-mel features of shape [batch, {}, {}] (every clip padded to "
-        "{} frames, as HF's processor does); got {}. Use the processor / model.features(wave)",
-        c.audio.n_mels, c.mel_frames(), c.mel_frames(), c10::str(mel.sizes())));
+const Qwen2AudioProcessor& HookedQwen2Audio::processor() const {
+  std::call_once(processor_once_, [&] {
+    try {
+      processor_ = std::make_shared<Qwen2AudioProcessor>(Qwen2AudioProcessor::from_dir(checkpoint_dir()));
+    } catch (const std::exception&) {
+    }
+  });
+  if (!processor_) {
+    (void)Qwen2AudioProcessor::from_dir(checkpoint_dir());  // throws the actual reason
+    throw IoError(fmt::format("{}: no usable Qwen2-Audio tokenizer", checkpoint_dir().string()));
   }
-  const int64_t batch = mel.size(0);
+  return *processor_;
+}
+
+bool HookedQwen2Audio::has_processor() const {
+  try {
+    processor();
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+Qwen2AudioEncoding HookedQwen2Audio::encode_in_call(const at::Tensor& mel, const at::Tensor& mel_lengths,
+                                                    const RunOptions& options, int64_t batch, hooks::RunContext& ctx) {
+  const auto& c = config_;
   at::Tensor lengths;
   if (mel_lengths.defined()) {
     if (mel_lengths.dim() != 1 || mel_lengths.size(0) != batch) {
@@ -156,12 +193,48 @@ Qwen2AudioEncoding HookedQwen2Audio::encode_audio(const at::Tensor& mel, const a
     lengths = at::full({batch}, c.mel_frames(), at::kLong);
   }
   const auto frames = conv_lengths(lengths);
-  registry_.run_state().encoder_valid_lengths = frames;
+  const auto tokens = pooled_lengths(frames);
+  auto& run = ctx.state();
+  run.set_lengths("mel", lengths);
+  run.set_lengths("encoder", frames);
+  run.set_lengths("audio", tokens);
+  if (options.encoder_output.defined()) {
+    const at::Tensor& audio = options.encoder_output;
+    if (audio.dim() != 3 || audio.size(2) != c.text.hidden_size || audio.size(0) < 1 || batch % audio.size(0) != 0) {
+      throw InvalidInput(fmt::format("encoder_output must be projected audio features [rows dividing the batch {}, "
+                                     "tokens, {}], got {}",
+                                     batch, c.text.hidden_size, c10::str(audio.sizes())));
+    }
+    auto states = audio.to(device_, dtype_);
+    return {audio.size(0) == batch ? states : states.repeat({batch / audio.size(0), 1, 1}), tokens};
+  }
+  const bool resumed = ctx.start_in(hooks::Stack::encoder) != nullptr;
+  if (!resumed && (!mel.defined() || mel.dim() != 3 || mel.size(1) != c.audio.n_mels || mel.size(2) != c.mel_frames())) {
+    throw InvalidInput(fmt::format(
+        "Qwen2-Audio's audio tower takes log-mel features of shape [batch, {}, {}] (every clip padded to "
+        "{} frames, as HF's processor does); got {}. Use the processor / model.features(wave)",
+        c.audio.n_mels, c.mel_frames(), c.mel_frames(),
+        mel.defined() ? c10::str(mel.sizes()) : std::string("nothing")));
+  }
   // HF masks padded frames as keys inside the audio tower (its 30 s input is mostly padding).
   const int64_t conv_frames = audio_encoder_->frames_after_convs(c.mel_frames());
   auto key_valid = at::arange(conv_frames, at::kLong).unsqueeze(0) < frames.unsqueeze(1);
-  auto states = (*audio_encoder_)(enter_graph(mel.to(device_, dtype_)), key_valid.to(device_));
-  return {(*hook_projector_out_)(projector_(states)), pooled_lengths(frames)};
+  auto states = (*audio_encoder_)(mel.defined() ? enter_graph(mel.to(device_, dtype_)) : mel, key_valid.to(device_),
+                                  batch);
+  if (ctx.stopped()) return {states, tokens};
+  return {(*hook_projector_out_)(projector_(states)), tokens};
+}
+
+Qwen2AudioEncoding HookedQwen2Audio::encode_audio(const at::Tensor& mel, const at::Tensor& mel_lengths,
+                                                  const RunOptions& options) {
+  std::shared_lock<std::shared_mutex> lock(weights_mutex_, std::defer_lock);
+  if (!hooks::RunContext::current(&registry_)) lock.lock();
+  ModelInputs inputs{mel, {}, mel_lengths, {}};
+  inputs.validate();
+  Call call(*this, options);
+  auto encoding = encode_in_call(mel, mel_lengths, options, inputs.batch_size(), call.context());
+  if (call.context().stopped()) encoding.features = call.result(encoding.features);
+  return encoding;
 }
 
 at::Tensor HookedQwen2Audio::audio_positions(const at::Tensor& input_ids) const {
@@ -221,117 +294,165 @@ at::Tensor HookedQwen2Audio::embed(const at::Tensor& input_ids, const Qwen2Audio
 }
 
 at::Tensor HookedQwen2Audio::run_lm(const at::Tensor& embeddings, const at::Tensor& token_mask,
-                                    std::vector<BlockCache>* cache, const at::Tensor& given_positions) {
+                                    std::vector<BlockCache>* cache, int64_t batch, int64_t length) {
   const int64_t cached = (cache && !cache->empty()) ? (*cache)[0].self.length() : 0;
-  const int64_t length = embeddings.size(1);
   at::Tensor key_valid;
   if (token_mask.defined()) {
-    if (token_mask.dim() != 2 || token_mask.size(0) != embeddings.size(0) || token_mask.size(1) != cached + length) {
-      throw InvalidInput(fmt::format("token_mask must be [batch={}, cached + new tokens={}], got {}",
-                                     embeddings.size(0), cached + length, c10::str(token_mask.sizes())));
+    if (token_mask.dim() != 2 || token_mask.size(0) != batch || token_mask.size(1) != cached + length) {
+      throw InvalidInput(fmt::format("token_mask must be [batch={}, cached + new tokens={}], got {}", batch,
+                                     cached + length, c10::str(token_mask.sizes())));
     }
     key_valid = token_mask.to(device_).to(at::kBool);
     // No padding: let attention take its unmasked (fused causal) path.
     if (key_valid.all().item<bool>()) key_valid = at::Tensor();
   }
-  at::Tensor positions = given_positions;
-  if (!positions.defined()) {
-    positions = token_mask.defined()
-                    ? positions_from_mask(token_mask).narrow(1, cached, length)
-                    : at::arange(cached, cached + length, at::TensorOptions().dtype(at::kLong));
-  }
-  auto hidden = (*lm_)(embeddings, positions.to(device_), key_valid, cache);
+  at::Tensor positions = token_mask.defined()
+                             ? positions_from_mask(token_mask).narrow(1, cached, length)
+                             : at::arange(cached, cached + length, at::TensorOptions().dtype(at::kLong));
+  auto hidden = (*lm_)(embeddings, positions.to(device_), key_valid, cache, batch);
+  if (call_stopped(registry_)) return hidden;
   return (*hook_logits_)(lm_->unembed(hidden));
 }
 
-void HookedQwen2Audio::set_token_lengths(const at::Tensor& token_mask) {
-  auto& run = registry_.run_state();
-  run.decoder_valid_lengths = at::Tensor();
-  if (!token_mask.defined() || token_mask.dim() != 2) return;
-  // Hooks see padding through valid lengths, which describe right padding only; a left-padded
-  // batch leaves them unset (use text_positions / audio_positions instead).
-  auto mask = token_mask.to(at::kCPU, at::kLong);
-  auto lengths = mask.sum(-1);
-  auto prefix = at::arange(mask.size(1), at::kLong).unsqueeze(0) < lengths.unsqueeze(1);
-  if (at::equal(prefix, mask.to(at::kBool))) run.decoder_valid_lengths = lengths;
+void HookedQwen2Audio::set_token_lengths(hooks::RunState& run, const at::Tensor& token_mask, int64_t batch,
+                                         int64_t length) const {
+  if (token_mask.defined()) {
+    run.set_mask("lm", token_mask);
+  } else {
+    run.set_lengths("lm", at::full({batch}, length, at::kLong));
+  }
 }
 
-at::Tensor HookedQwen2Audio::forward(const ModelInputs& inputs) {
+at::Tensor HookedQwen2Audio::run_impl(const ModelInputs& inputs, const RunOptions& options, hooks::RunContext& ctx) {
+  const int64_t batch = inputs.batch_size();
+  const bool lm_start = ctx.start_in(hooks::Stack::lm) != nullptr;
+  std::optional<Qwen2AudioEncoding> audio;
+  if (!lm_start && (inputs.features.defined() || options.encoder_output.defined() ||
+                    ctx.start_in(hooks::Stack::encoder))) {
+    audio = encode_in_call(inputs.features, inputs.feature_lengths, options, batch, ctx);
+    if (ctx.stopped()) return {};
+  }
   if (!inputs.tokens.defined()) {
     throw InvalidInput("Qwen2-Audio's forward needs input ids (the prompt with <|AUDIO|> expanded; see "
-                       "Qwen2AudioProcessor)");
+                       "Qwen2AudioProcessor or model.prepare), unless it stops in the audio encoder (stop_at)");
   }
-  auto& run = registry_.run_state();
-  run.decode_step = -1;
-  set_token_lengths(inputs.token_mask);
-  std::optional<Qwen2AudioEncoding> audio;
-  if (inputs.features.defined()) {
-    audio = encode_audio(inputs.features, inputs.feature_lengths);
-  } else {
-    run.encoder_valid_lengths = at::Tensor();
-  }
-  auto embeddings = embed(inputs.tokens, audio ? &*audio : nullptr);
-  return run_lm(embeddings, inputs.token_mask);
+  const int64_t length = inputs.tokens.size(1);
+  set_token_lengths(ctx.state(), inputs.token_mask, batch, length);
+  at::Tensor embeddings = lm_start ? at::Tensor() : embed(inputs.tokens, audio ? &*audio : nullptr);
+  return run_lm(embeddings, inputs.token_mask, nullptr, batch, length);
 }
 
-std::vector<std::vector<int64_t>> HookedQwen2Audio::generate_greedy(const at::Tensor& mel,
-                                                                    const at::Tensor& mel_lengths,
-                                                                    const at::Tensor& input_ids,
-                                                                    const at::Tensor& token_mask,
-                                                                    const Qwen2AudioGenerateOptions& options) {
-  if (input_ids.dim() != 2) {
-    throw InvalidInput(fmt::format("input ids must be [batch, seq], got {}", c10::str(input_ids.sizes())));
-  }
-  if (token_mask.defined() && !token_mask.sizes().equals(input_ids.sizes())) {
-    throw InvalidInput(fmt::format("token_mask must have the shape of input_ids {}, got {}",
-                                   c10::str(input_ids.sizes()), c10::str(token_mask.sizes())));
-  }
-  if (options.max_new_tokens < 1) {
-    throw InvalidInput(fmt::format("max_new_tokens must be at least 1, got {}", options.max_new_tokens));
-  }
-  const auto& eos = options.eos_token_ids.empty() ? config_.eos_token_ids : options.eos_token_ids;
-  auto& run = registry_.run_state();
-  struct StepReset {
-    hooks::RunState& state;
-    ~StepReset() { state.decode_step = -1; }
-  } reset{run};
-  run.decode_step = -1;
-  run.decoder_valid_lengths = at::Tensor();
-
-  std::optional<Qwen2AudioEncoding> audio;
-  if (mel.defined()) audio = encode_audio(mel, mel_lengths);
-  const int64_t batch = input_ids.size(0);
-  auto mask = token_mask.defined() ? token_mask.to(at::kCPU, at::kLong)
-                                   : at::ones(input_ids.sizes(), at::TensorOptions().dtype(at::kLong));
-  // Finished items keep decoding a filler token (HF's pad token), which is dropped.
-  const int64_t filler = config_.text.pad_token_id.value_or(eos.empty() ? 0 : eos.front());
-
-  std::vector<std::vector<int64_t>> generated(batch);
-  std::vector<bool> done(batch, false);
-  std::vector<BlockCache> cache;
-  at::Tensor step_embeddings;
-  for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    run.decode_step = step;
-    if (step == 0) step_embeddings = embed(input_ids, audio ? &*audio : nullptr);
-    auto logits = run_lm(step_embeddings, mask, &cache).select(1, -1).to(at::kFloat);
-    auto next = logits.argmax(-1).to(at::kCPU);
-    auto next_acc = next.accessor<int64_t, 1>();
-    for (int64_t b = 0; b < batch; ++b) {
-      if (done[b]) {
-        next_acc[b] = filler;
-        continue;
-      }
-      if (std::find(eos.begin(), eos.end(), next_acc[b]) != eos.end()) {
-        done[b] = true;
-      } else {
-        generated[b].push_back(next_acc[b]);
-      }
+// Incremental decoding: the prompt (audio merged) first, then one token per step.
+class HookedQwen2Audio::Session : public DecodeSession {
+ public:
+  Session(HookedQwen2Audio& model, at::Tensor prompt_embeddings, at::Tensor mask)
+      : model_(model), prompt_(std::move(prompt_embeddings)), mask_(std::move(mask)) {}
+  at::Tensor step(const at::Tensor& tokens) override {
+    at::Tensor embeddings;
+    if (first_) {
+      first_ = false;
+      embeddings = prompt_;
+    } else {
+      mask_ = at::cat({mask_, at::ones({mask_.size(0), tokens.size(1)}, mask_.options())}, 1);
+      embeddings = model_.lm_->embed_tokens(tokens);
     }
-    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
-    mask = at::cat({mask, at::ones({batch, 1}, mask.options())}, 1);
-    step_embeddings = lm_->embed_tokens(next.unsqueeze(1));
+    return model_.run_lm(embeddings, mask_, &cache_, tokens.size(0), tokens.size(1));
   }
-  return generated;
+  int64_t capacity(int64_t prompt_length) const override {
+    return model_.config_.text.max_position_embeddings - prompt_length;
+  }
+
+ private:
+  HookedQwen2Audio& model_;
+  at::Tensor prompt_;
+  at::Tensor mask_;
+  std::vector<BlockCache> cache_;
+  bool first_ = true;
+};
+
+std::vector<std::vector<int64_t>> HookedQwen2Audio::generate(const ModelInputs& inputs,
+                                                             const GenerateOptions& generate,
+                                                             const RunOptions& options) {
+  std::shared_lock<std::shared_mutex> lock(weights_mutex_, std::defer_lock);
+  if (!hooks::RunContext::current(&registry_)) lock.lock();
+  inputs.validate();
+  if (options.stop_at) throw InvalidInput("generate does not take stop_at");
+  if (generate.prompt.defined()) {
+    throw InvalidInput("Qwen2-Audio's prompt is the inputs' tokens (with <|AUDIO|> expanded), not a separate prompt");
+  }
+  if (!inputs.tokens.defined()) throw InvalidInput("Qwen2-Audio's generate needs input ids (the prompt)");
+  Call call(*this, options);
+  auto& ctx = call.context();
+  if (ctx.start_in(hooks::Stack::lm)) throw InvalidInput("generate resumes (start_at) only in the audio encoder");
+  const int64_t batch = inputs.batch_size();
+  c10::NoGradGuard no_grad;
+  std::optional<Qwen2AudioEncoding> audio;
+  if (inputs.features.defined() || options.encoder_output.defined() || ctx.start_in(hooks::Stack::encoder)) {
+    audio = encode_in_call(inputs.features, inputs.feature_lengths, options, batch, ctx);
+  }
+  auto ids = inputs.tokens.to(at::kCPU, at::kLong);
+  auto mask = inputs.token_mask.defined() ? inputs.token_mask.to(at::kCPU, at::kLong)
+                                          : at::ones(ids.sizes(), at::TensorOptions().dtype(at::kLong));
+  ctx.state().set_mask("lm", mask);
+  Session session(*this, embed(ids, audio ? &*audio : nullptr), mask);
+  const auto& eos = generate.eos_token_ids ? *generate.eos_token_ids : generation_.eos_token_ids;
+  // Finished items keep decoding a filler token (HF's pad token), which is dropped.
+  const int64_t filler = generation_.pad_token_id >= 0 ? generation_.pad_token_id : (eos.empty() ? 0 : eos.front());
+  GenerateOptions resolved = generate;
+  if (resolved.max_new_tokens == 0) resolved.max_new_tokens = 256;
+  const DecodeRules rules = DecodeRules::resolve(generation_, resolved, filler);
+  return greedy_decode(session, ids, rules, config_.text.vocab_size, ctx.state());
+}
+
+ModelInputs HookedQwen2Audio::prepare(const std::vector<at::Tensor>& waves, std::optional<int64_t> sampling_rate) const {
+  auto clips = to_model_rate(waves, sampling_rate);
+  auto features = extractor_(clips);
+  ModelInputs inputs;
+  inputs.features = features.input_features;
+  inputs.feature_lengths = features.attention_mask.sum(-1).to(at::kLong);
+  if (has_processor()) {
+    std::vector<std::string> texts(clips.size(), std::string(Qwen2AudioProcessor::kAudioBosToken) +
+                                                     Qwen2AudioProcessor::kAudioToken +
+                                                     Qwen2AudioProcessor::kAudioEosToken);
+    auto batch = processor()(texts, clips, PaddingSide::left);
+    inputs.tokens = batch.input_ids;
+    inputs.token_mask = batch.attention_mask;
+  }
+  return inputs;
+}
+
+std::vector<StackInfo> HookedQwen2Audio::stacks() const {
+  return {
+      {hooks::Stack::encoder, "audio_encoder", config_.audio.layers, config_.audio.d_model, false, false, "encoder",
+       "audio_encoder.ln_post"},
+      {hooks::Stack::lm, "lm", config_.text.layers, config_.text.hidden_size, true, true, "lm", "lm.ln_final"},
+  };
+}
+
+at::Tensor HookedQwen2Audio::final_norm(hooks::Stack stack, const at::Tensor& residual) const {
+  if (stack == hooks::Stack::encoder) return audio_encoder_->apply_final_norm(residual);
+  return HookedModel::final_norm(stack, residual);
+}
+
+const Norm* HookedQwen2Audio::final_norm_layer(hooks::Stack stack) const {
+  if (stack == hooks::Stack::encoder) return &audio_encoder_->final_norm();
+  if (stack == hooks::Stack::lm) return &lm_->final_norm();
+  this->stack(stack);
+  return nullptr;
+}
+
+at::Tensor HookedQwen2Audio::unembed(hooks::Stack stack, const at::Tensor& normed) const {
+  if (stack != hooks::Stack::lm) {
+    this->stack(stack);
+    throw InvalidInput("Qwen2-Audio's audio encoder has no head of its own: read it through the language model "
+                       "(run with start_at at the last audio block's hook_resid_post)");
+  }
+  return lm_->unembed(normed);
+}
+
+at::Tensor HookedQwen2Audio::unembedding(hooks::Stack stack) const {
+  if (stack != hooks::Stack::lm) unembed(stack, at::Tensor());
+  return lm_->unembedding();
 }
 
 void HookedQwen2Audio::visit(const TensorVisitor& fn) {

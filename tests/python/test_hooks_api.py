@@ -81,8 +81,13 @@ def test_cache_is_zero_copy_and_tl_indexable(model, inputs):
     assert cache.stack_activation("pattern").shape == (2, 1, 3, 60, 60)
     parts = cache.decompose_resid(stack="decoder")
     assert torch.allclose(parts.sum(0), cache["resid_post", 1, "decoder"], atol=1e-5)
-    normed = cache.apply_ln_to_stack(cache.accumulated_resid(stack="decoder"), stack="decoder")
-    assert torch.allclose(normed[-1], cache["decoder.ln_final.hook_normalized"], atol=1e-5)
+    # TransformerLens's apply_ln_to_stack divides by the cached scale: linear in the components.
+    normed = cache.apply_ln_to_stack(parts, stack="decoder")
+    whole = cache.apply_ln_to_stack(cache["resid_post", 1, "decoder"], stack="decoder")
+    assert torch.allclose(normed.sum(0), whole, atol=1e-5)
+    resid = cache["resid_post", 1, "decoder"]
+    centred = resid - resid.mean(-1, keepdim=True)
+    assert torch.allclose(whole, centred / cache["decoder.ln_final.hook_scale"], atol=1e-6)
 
 
 def test_python_exception_in_hook_propagates_and_the_hook_is_gone(model, inputs):
@@ -144,7 +149,7 @@ def test_hook_context_reports_stack_layer_and_lengths(model, inputs):
     stack, layer, step, lengths = seen["encoder.blocks.1.hook_resid_post"]
     assert (stack, layer, step) == ("encoder", 1, -1)
     assert lengths.tolist() == [50]  # 100 mel frames -> 50 encoder frames
-    assert seen["hook_logits"][:2] == ("none", -1)
+    assert seen["hook_logits"][:2] == ("decoder", -1)
 
 
 def test_cache_trim_padding_and_memory_cap(model, inputs):
@@ -184,9 +189,18 @@ def test_cfg_has_transformerlens_keys(model):
     assert model.cfg.d_head * model.cfg.n_heads == model.cfg.d_model
 
 
-def test_trim_padding_leaves_channels_first_conv_activations_alone(model, inputs):
+def test_trim_padding_cuts_each_activation_along_its_own_time_axis(model, inputs):
     mel, tokens = inputs
     _, cache = model.run_with_cache(mel, tokens, torch.tensor([40]), trim_padding=True,
-                                    names_filter=["encoder.conv2.hook_out", "encoder.hook_mel"])
-    assert cache["encoder.conv2.hook_out"].shape == (1, model.cfg.d_model, 60)
-    assert cache["encoder.hook_mel"].shape == mel.shape
+                                    names_filter=["encoder.conv1.hook_out", "encoder.conv2.hook_out", "encoder.hook_mel",
+                                                  "encoder.blocks.0.attn.hook_pattern",
+                                                  "decoder.blocks.0.cross_attn.hook_pattern"])
+    # Channels-first convolutions: time is dim 2, in mel frames, then in encoder frames after conv2.
+    assert cache["encoder.hook_mel"].shape == (1, mel.shape[1], 40)
+    assert cache["encoder.conv1.hook_out"].shape == (1, model.cfg.d_model, 40)
+    assert cache["encoder.conv2.hook_out"].shape == (1, model.cfg.d_model, 20)
+    # Patterns: queries and keys are both encoder frames; cross-attention keys are encoder frames.
+    assert cache["encoder.blocks.0.attn.hook_pattern"].shape[2:] == (20, 20)
+    assert cache["decoder.blocks.0.cross_attn.hook_pattern"].shape[2:] == (tokens.shape[1], 20)
+    assert cache.lengths("encoder.conv1.hook_out").tolist() == [40]
+    assert cache.lengths("encoder.conv2.hook_out").tolist() == [20]

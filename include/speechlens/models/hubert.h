@@ -79,9 +79,6 @@ class HookedHubert : public HookedModel {
 
   // The input normalisation of the checkpoint's preprocessor_config.json (defaults when absent).
   const audio::WaveformOptions& waveform_options() const { return waveform_options_; }
-  // Raw 16 kHz clips -> the normalised, right-padded batch this model takes, with the sample
-  // counts in `attention_mask` form when the preprocessor asks for one.
-  audio::WaveBatch prepare(const std::vector<at::Tensor>& waves) const;
 
   // Encoder frames for a clip of `samples` samples (HF's _get_feat_extract_output_lengths);
   // 0 or less when the clip is shorter than the conv stack's receptive field.
@@ -91,29 +88,40 @@ class HookedHubert : public HookedModel {
   // Normalised waveform [B, samples] -> last hidden state [B, T, D]. sample_lengths [B] marks
   // the real samples: the frames after each item's end are masked out of attention (HF's
   // attention_mask) and zeroed before the positional conv, and hooks see the valid frames.
-  at::Tensor encode(const at::Tensor& wave, const at::Tensor& sample_lengths = {});
-  // The CTC head on hidden states [B, T, D] (throws for a checkpoint without one).
+  at::Tensor encode(const at::Tensor& wave, const at::Tensor& sample_lengths = {}, const RunOptions& options = {});
+  // The CTC head on hidden states [B, T, D], with its hook (throws for a checkpoint without one).
   at::Tensor ctc_logits(const at::Tensor& hidden) const;
-  // CTC logits [B, T, vocab], or the last hidden state for a checkpoint without a head.
-  // features = normalised waveform [B, samples]; feature_lengths = sample counts.
-  at::Tensor forward(const ModelInputs& inputs) override;
 
   // Greedy CTC transcription of raw clips (normalised here). Each clip is decoded over its own
   // frames; the padded batch carries an attention mask only when the preprocessor asks for one,
   // as HF's processor does.
-  std::vector<std::string> transcribe(const std::vector<at::Tensor>& waves, bool skip_special_tokens = false);
+  std::vector<std::string> transcribe(const std::vector<at::Tensor>& waves, bool skip_special_tokens);
+  std::vector<std::string> transcribe(const std::vector<at::Tensor>& waves,
+                                      std::optional<int64_t> sampling_rate = std::nullopt) override;
   const text::CtcDecoder& ctc_decoder() const;
 
-  // Pieces the analysis toolkit reuses (logit lens: final norm + CTC head).
+  // Clips -> normalised, right-padded waveforms [B, samples] with feature_lengths = sample counts.
+  ModelInputs prepare(const std::vector<at::Tensor>& waves,
+                      std::optional<int64_t> sampling_rate = std::nullopt) const override;
+  // Inputs longer than this are refused with a clear message (attention memory grows with the
+  // square of the length); default 300 s.
+  void set_max_input_seconds(double seconds);
+
+  std::vector<StackInfo> stacks() const override;
+  const Norm* final_norm_layer(hooks::Stack stack) const override;
+  at::Tensor unembed(hooks::Stack stack, const at::Tensor& normed) const override;
+  at::Tensor unembedding(hooks::Stack stack) const override;
   const std::vector<std::unique_ptr<TransformerBlock>>& encoder_blocks() const { return blocks_; }
-  // The stable variant's final norm, without its hook; the identity for the post-LN variant
-  // (whose blocks end in their own norm).
-  at::Tensor apply_final_norm(const at::Tensor& residual) const;
 
  protected:
   void visit(const TensorVisitor& fn) override;
+  at::Tensor run_impl(const ModelInputs& inputs, const RunOptions& options, hooks::RunContext& ctx) override;
 
  private:
+  at::Tensor encode_in_call(const at::Tensor& wave, const at::Tensor& sample_lengths, int64_t batch,
+                            hooks::RunContext& ctx);
+  // [B] sample counts -> [B] lengths after the first `layers` convolutions.
+  at::Tensor conv_lengths(const at::Tensor& sample_lengths, size_t layers) const;
   struct ConvLayer {
     Conv1d conv;
     std::optional<ChannelNorm> norm;
@@ -138,6 +146,7 @@ class HookedHubert : public HookedModel {
   std::vector<std::unique_ptr<TransformerBlock>> blocks_;
   std::optional<Linear> lm_head_;
   hooks::HookPoint* hook_logits_ = nullptr;
+  int64_t max_input_samples_ = 300 * 16000;
 };
 
 }  // namespace speechlens::models

@@ -51,9 +51,11 @@ class Qwen2LanguageModel {
   at::Tensor embed_tokens(const at::Tensor& ids) const;
   // Input embeddings [B, S, D] -> final-normed states [B, S, D]. positions: [S] or [B, S]
   // absolute positions (RoPE); key_valid: [B, S_total] bool over the cached and new tokens,
-  // undefined when none is padding; cache: one entry per block, created on first use.
+  // undefined when none is padding; cache: one entry per block, created on first use. Honours
+  // the current call's start_at in the "lm" stack (then `embeddings` may be undefined and
+  // `batch` gives the rows) and its stop point (returns the residual so far).
   at::Tensor operator()(const at::Tensor& embeddings, const at::Tensor& positions, const at::Tensor& key_valid,
-                        std::vector<BlockCache>* cache = nullptr) const;
+                        std::vector<BlockCache>* cache = nullptr, int64_t batch = -1) const;
   at::Tensor unembed(const at::Tensor& residual) const;
 
   void visit(const TensorVisitor& fn);
@@ -61,6 +63,7 @@ class Qwen2LanguageModel {
   const Norm& final_norm() const { return *ln_final_; }
   const std::vector<std::unique_ptr<TransformerBlock>>& blocks() const { return blocks_; }
   bool tied_unembedding() const { return tied_unembedding_; }
+  const at::Tensor& unembedding() const { return unembedding_; }
 
  private:
   Qwen2Config config_;

@@ -14,8 +14,10 @@
 // hook_rot_k after RoPE), lm.ln_final.hook_normalized, hook_logits.
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <vector>
 
+#include "speechlens/audio/log_mel.h"
 #include "speechlens/io/checkpoint.h"
 #include "speechlens/models/hooked_model.h"
 #include "speechlens/models/layers/module.h"
@@ -49,10 +51,7 @@ struct Qwen2AudioEncoding {
   at::Tensor token_counts;  // [B] int64 on CPU: audio tokens per clip
 };
 
-struct Qwen2AudioGenerateOptions {
-  int64_t max_new_tokens = 256;
-  std::vector<int64_t> eos_token_ids;  // empty: the model's (Qwen2AudioConfig::eos_token_ids)
-};
+class Qwen2AudioProcessor;
 
 class HookedQwen2Audio : public HookedModel {
  public:
@@ -63,32 +62,34 @@ class HookedQwen2Audio : public HookedModel {
   std::string family() const override { return "qwen2_audio"; }
   nlohmann::json config_json() const override;
   const Qwen2AudioConfig& config() const { return config_; }
+  const GenerationConfig& generation_config() const { return generation_; }
+  // The checkpoint's processor (tokenizer + feature extractor), read on first use; throws
+  // IoError when the folder has no tokenizer files.
+  const Qwen2AudioProcessor& processor() const;
+  bool has_processor() const;
 
   // log-mel [B, n_mels, mel_frames()] and valid mel frames per clip [B] (HF's
   // feature_attention_mask.sum(-1); undefined: all frames) -> projected audio features. The
   // audio tower masks padded frames as keys, exactly as HF does.
-  Qwen2AudioEncoding encode_audio(const at::Tensor& mel, const at::Tensor& mel_lengths = {});
+  Qwen2AudioEncoding encode_audio(const at::Tensor& mel, const at::Tensor& mel_lengths = {},
+                                  const RunOptions& options = {});
   // Token embeddings with audio.features written, clip by clip in batch order, at the
   // <|AUDIO|> positions of input_ids [B, S]. Throws InvalidInput when the number of <|AUDIO|>
   // tokens differs from the audio tokens the clips give (expand the prompt with
   // Qwen2AudioProcessor). Without audio, the ids must hold no <|AUDIO|> token.
   at::Tensor embed(const at::Tensor& input_ids, const Qwen2AudioEncoding* audio) const;
-  // The language model on merged embeddings [B, S, D] -> logits [B, S, vocab]. token_mask
-  // [B, S_total] marks real tokens over the cached and new ones (undefined: all real);
-  // positions [B, S] (undefined: counted from the mask, so left padding does not shift them).
-  at::Tensor run_lm(const at::Tensor& embeddings, const at::Tensor& token_mask,
-                    std::vector<BlockCache>* cache = nullptr, const at::Tensor& positions = {});
 
   // features: log-mel; tokens: input ids with <|AUDIO|> expanded; feature_lengths: valid mel
   // frames; token_mask: HF's attention_mask. Features may be undefined for a text-only forward.
-  at::Tensor forward(const ModelInputs& inputs) override;
-
-  // Greedy decoding with a KV cache, as HF generate(do_sample=False): the prompt (audio merged)
-  // runs once, then one token per step; hooks fire at every step (decode_step 0 is the
-  // prompt). Returns the new tokens per item, ending at (and excluding) an end token.
-  std::vector<std::vector<int64_t>> generate_greedy(const at::Tensor& mel, const at::Tensor& mel_lengths,
-                                                    const at::Tensor& input_ids, const at::Tensor& token_mask,
-                                                    const Qwen2AudioGenerateOptions& options = {});
+  // generate: greedy decoding with a KV cache, as HF generate(do_sample=False): the prompt
+  // (audio merged) runs once, then one token per step.
+  std::vector<std::vector<int64_t>> generate(const ModelInputs& inputs, const GenerateOptions& generate = {},
+                                             const RunOptions& options = {}) override;
+  // Clips -> log-mel padded to 30 s with feature_lengths, and (when the folder has a tokenizer)
+  // the base prompt <|audio_bos|><|AUDIO|>...<|audio_eos|> per clip, left-padded, as tokens and
+  // token_mask.
+  ModelInputs prepare(const std::vector<at::Tensor>& waves,
+                      std::optional<int64_t> sampling_rate = std::nullopt) const override;
 
   // Which sequence positions hold audio (the <|AUDIO|> tokens) and which hold text (every other
   // real token, <|audio_bos|> / <|audio_eos|> and the chat markup included): [B, S] bool.
@@ -98,20 +99,34 @@ class HookedQwen2Audio : public HookedModel {
   // 0 on padding.
   static at::Tensor positions_from_mask(const at::Tensor& token_mask);
 
-  // Pieces the analysis toolkit reuses (logit lens: final norm + unembedding).
-  const Norm& lm_final_norm() const { return lm_->final_norm(); }
-  const Norm& audio_final_norm() const { return audio_encoder_->final_norm(); }
-  at::Tensor unembed(const at::Tensor& residual) const { return lm_->unembed(residual); }
+  std::vector<StackInfo> stacks() const override;
+  // The audio stack's read-out pools frames by 2 before ln_post (as the tower does).
+  at::Tensor final_norm(hooks::Stack stack, const at::Tensor& residual) const override;
+  const Norm* final_norm_layer(hooks::Stack stack) const override;
+  at::Tensor unembed(hooks::Stack stack, const at::Tensor& normed) const override;
+  at::Tensor unembedding(hooks::Stack stack) const override;
   const std::vector<std::unique_ptr<TransformerBlock>>& lm_blocks() const { return lm_->blocks(); }
   const std::vector<std::unique_ptr<TransformerBlock>>& audio_blocks() const { return audio_encoder_->blocks(); }
 
  protected:
   void visit(const TensorVisitor& fn) override;
+  at::Tensor run_impl(const ModelInputs& inputs, const RunOptions& options, hooks::RunContext& ctx) override;
 
  private:
-  void set_token_lengths(const at::Tensor& token_mask);
+  class Session;
+  Qwen2AudioEncoding encode_in_call(const at::Tensor& mel, const at::Tensor& mel_lengths, const RunOptions& options,
+                                    int64_t batch, hooks::RunContext& ctx);
+  // The language model on merged embeddings [B, S, D] -> logits [B, S, vocab]. token_mask
+  // [B, S_total] marks real tokens over the cached and new ones (undefined: all real).
+  at::Tensor run_lm(const at::Tensor& embeddings, const at::Tensor& token_mask, std::vector<BlockCache>* cache,
+                    int64_t batch, int64_t length);
+  void set_token_lengths(hooks::RunState& run, const at::Tensor& token_mask, int64_t batch, int64_t length) const;
 
   Qwen2AudioConfig config_;
+  GenerationConfig generation_;
+  audio::WhisperFeatureExtractor extractor_;
+  mutable std::once_flag processor_once_;
+  mutable std::shared_ptr<Qwen2AudioProcessor> processor_;
   std::unique_ptr<WhisperEncoder> audio_encoder_;
   Linear projector_;
   hooks::HookPoint* hook_projector_out_;

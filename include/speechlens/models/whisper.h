@@ -9,13 +9,17 @@
 //     -> unembed (tied to the token embedding)                          = logits [B, S, vocab]
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
+#include "speechlens/audio/log_mel.h"
 #include "speechlens/io/checkpoint.h"
 #include "speechlens/models/hooked_model.h"
 #include "speechlens/models/layers/conv.h"
 #include "speechlens/models/layers/transformer_block.h"
+#include "speechlens/text/whisper_tokenizer.h"
 
 namespace speechlens::models {
 
@@ -41,12 +45,15 @@ class WhisperEncoder {
 
   // log-mel [B, n_mels, T] (already on the weights' device and dtype) -> [B, T', D].
   // key_valid [B, T/2] marks real frames for models that mask padding (Qwen2-Audio); Whisper
-  // itself attends to every frame.
-  at::Tensor operator()(const at::Tensor& mel, const at::Tensor& key_valid = {}) const;
+  // itself attends to every frame. Honours the current call's start_at (the conv front end is
+  // skipped; `mel` may then be undefined when `batch` is given) and stop point (returns early).
+  at::Tensor operator()(const at::Tensor& mel, const at::Tensor& key_valid = {}, int64_t batch = -1) const;
   void visit(const TensorVisitor& fn);
 
   const WhisperEncoderConfig& config() const { return config_; }
   const Norm& final_norm() const { return *ln_post_; }
+  // The read-out of a residual stream of the blocks: [average pool,] ln_post, without hooks.
+  at::Tensor apply_final_norm(const at::Tensor& residual) const;
   const std::vector<std::unique_ptr<TransformerBlock>>& blocks() const { return blocks_; }
   // Frames after the conv front end for `mel_frames` input frames.
   int64_t frames_after_convs(int64_t mel_frames) const {
@@ -86,22 +93,17 @@ struct WhisperConfig {
   int64_t decoder_start_token_id = 50257;
   int64_t eos_token_id = 50256;
   int64_t pad_token_id = 50256;
-  std::vector<int64_t> suppress_tokens;
-  std::vector<int64_t> begin_suppress_tokens;
 
   static WhisperConfig from_json(const nlohmann::json& config);
   WhisperEncoderConfig encoder() const;
 };
 
-// Greedy decoding: the prompt (start-of-transcript and forced tokens) and the rules.
-struct GreedyOptions {
-  std::vector<int64_t> prompt;       // empty: decoder_start_token_id alone
-  int64_t max_new_tokens = 0;        // 0: up to max_target_positions
-  bool apply_suppress_tokens = true;  // the config's suppress / begin_suppress token rules
-  // Replace the config's lists (e.g. with generation_config.json's, where transformers 5 keeps
-  // them); nullopt uses config.json's.
-  std::optional<std::vector<int64_t>> suppress_tokens;
-  std::optional<std::vector<int64_t>> begin_suppress_tokens;
+// What transcribe() decodes: the language (multilingual checkpoints; unset: detected per clip)
+// and the task.
+struct WhisperTranscribeOptions {
+  std::optional<std::string> language;
+  std::string task = "transcribe";  // or "translate" (multilingual checkpoints)
+  int64_t max_new_tokens = 0;       // 0: up to the decoder's length
 };
 
 class HookedWhisper : public HookedModel {
@@ -113,42 +115,73 @@ class HookedWhisper : public HookedModel {
   std::string family() const override { return "whisper"; }
   nlohmann::json config_json() const override;
   const WhisperConfig& config() const { return config_; }
+  const GenerationConfig& generation_config() const { return generation_; }
+  const audio::WhisperFeatureExtractor& feature_extractor() const { return extractor_; }
+  // The checkpoint's tokenizer, read on first use (only decoding text needs it; features,
+  // forwards and generate do not). Throws IoError when the folder has no tokenizer files.
+  const text::WhisperTokenizer& tokenizer() const;
+  bool has_tokenizer() const;
+
+  // The decoder prompt transcription starts from: <|startoftranscript|> [<|lang|> <|task|>]
+  // <|notimestamps|>, from generation_config.json (no tokenizer needed), English for
+  // multilingual checkpoints unless `language` says otherwise.
+  std::vector<int64_t> default_prompt(std::optional<std::string> language = std::nullopt,
+                                      const std::string& task = "transcribe") const;
 
   // log-mel [B, n_mels, T] (T <= 2 * max_source_positions; HF pads to exactly that) -> audio
   // states [B, T/2, D]. mel_lengths [B] marks valid mel frames for hooks and caches.
-  at::Tensor encode(const at::Tensor& mel, const at::Tensor& mel_lengths = {});
-  // tokens [B, S], audio [B, T', D] -> logits [B, S, vocab]. With `cache`, tokens continue
-  // the sequence the cache holds (one entry per decoder layer, created on first use).
-  at::Tensor decode(const at::Tensor& tokens, const at::Tensor& audio,
-                    std::vector<BlockCache>* cache = nullptr);
-  at::Tensor forward(const ModelInputs& inputs) override;
+  at::Tensor encode(const at::Tensor& mel, const at::Tensor& mel_lengths = {}, const RunOptions& options = {});
+  // tokens [B, S], audio states [B, T', D] -> logits [B, S, vocab].
+  at::Tensor decode(const at::Tensor& tokens, const at::Tensor& audio, const RunOptions& options = {});
 
-  // Greedy decoding with a KV cache; hooks fire at every step (the context's decode_step says
-  // which, 0 being the prompt). Returns the generated tokens per item, without the prompt,
-  // ending at (and excluding) end-of-text.
-  std::vector<std::vector<int64_t>> generate_greedy(const at::Tensor& mel, const GreedyOptions& options,
-                                                    const at::Tensor& mel_lengths = {});
+  std::vector<std::vector<int64_t>> generate(const ModelInputs& inputs, const GenerateOptions& generate = {},
+                                             const RunOptions& options = {}) override;
+  std::vector<std::string> transcribe(const std::vector<at::Tensor>& waves,
+                                      std::optional<int64_t> sampling_rate = std::nullopt) override;
+  std::vector<std::string> transcribe(const std::vector<at::Tensor>& waves, std::optional<int64_t> sampling_rate,
+                                      const WhisperTranscribeOptions& options);
+  // The token ids transcribe decodes (prompt and end-of-text excluded), per clip.
+  std::vector<std::vector<int64_t>> transcribe_ids(const std::vector<at::Tensor>& waves,
+                                                   std::optional<int64_t> sampling_rate,
+                                                   const WhisperTranscribeOptions& options);
+  // The most likely language token after <|startoftranscript|> (multilingual checkpoints), per
+  // clip, as OpenAI's detect_language.
+  std::vector<int64_t> detect_language(const at::Tensor& mel, const at::Tensor& mel_lengths = {});
 
-  // The same greedy decoding from given audio states [B, T', D] (the encoder's output, or an
-  // encoder lens's stand-in for it).
-  std::vector<std::vector<int64_t>> generate_from_audio(const at::Tensor& audio, const GreedyOptions& options);
+  // Clips -> log-mel padded to 30 s [B, n_mels, 3000] with feature_lengths = mel frames holding
+  // audio (HF's attention mask), and the default prompt as tokens.
+  ModelInputs prepare(const std::vector<at::Tensor>& waves,
+                      std::optional<int64_t> sampling_rate = std::nullopt) const override;
 
-  // Pieces the analysis toolkit reuses (logit lens: final norm + unembedding).
-  const Norm& decoder_final_norm() const { return *decoder_ln_final_; }
-  const Norm& encoder_final_norm() const { return encoder_->final_norm(); }
-  at::Tensor unembed(const at::Tensor& residual) const;
+  std::vector<StackInfo> stacks() const override;
+  const Norm* final_norm_layer(hooks::Stack stack) const override;
+  at::Tensor unembed(hooks::Stack stack, const at::Tensor& normed) const override;
+  at::Tensor unembedding(hooks::Stack stack) const override;
+
   const std::vector<std::unique_ptr<TransformerBlock>>& encoder_blocks() const { return encoder_->blocks(); }
   const std::vector<std::unique_ptr<TransformerBlock>>& decoder_blocks() const { return decoder_blocks_; }
   // Encoder frames produced from `mel_frames` log-mel frames.
   int64_t encoder_frames(int64_t mel_frames) const { return encoder_->frames_after_convs(mel_frames); }
+  // [B] mel frame counts -> [B] encoder frame counts (conv2 halves, rounding up).
+  static at::Tensor encoder_lengths(const at::Tensor& mel_lengths);
 
  protected:
   void visit(const TensorVisitor& fn) override;
+  at::Tensor run_impl(const ModelInputs& inputs, const RunOptions& options, hooks::RunContext& ctx) override;
 
  private:
-  void set_run_lengths(const at::Tensor& mel_lengths, int64_t batch);
+  class Session;
+  // The encoder under the current call: lengths set, start_at honoured, or the given output.
+  at::Tensor encode_in_call(const at::Tensor& mel, const at::Tensor& mel_lengths, const RunOptions& options,
+                            int64_t batch, hooks::RunContext& ctx);
+  at::Tensor decode_in_call(const at::Tensor& tokens, const at::Tensor& audio, std::vector<BlockCache>* cache);
+  at::Tensor tokens_or_prompt(const at::Tensor& tokens, int64_t batch) const;
 
   WhisperConfig config_;
+  GenerationConfig generation_;
+  audio::WhisperFeatureExtractor extractor_;
+  mutable std::once_flag tokenizer_once_;
+  mutable std::shared_ptr<text::WhisperTokenizer> tokenizer_;
   std::unique_ptr<WhisperEncoder> encoder_;
   // Decoder.
   at::Tensor token_embedding_;     // [vocab, D]

@@ -2,6 +2,7 @@
 SpeechLens C++ core (bindings only; see the speechlens package for the API)
 """
 from __future__ import annotations
+from speechlens import HookNameError
 from . import io
 from . import hooks
 from . import models
@@ -12,8 +13,6 @@ __all__: list[str] = ['HookNameError', 'InvalidInputError', 'SpeechLensError', '
 class SpeechLensError(RuntimeError):
     pass
 class InvalidInputError(ValueError):
-    pass
-class HookNameError(KeyError):
     pass
 class SpeechLensIOError(OSError):
     pass

@@ -4,24 +4,10 @@ Patching, lenses, probes, neuron statistics, CKA
 from __future__ import annotations
 import collections.abc
 import speechlens._C.models
+from speechlens._C.models import ModelInputs
 import torch
 import typing
-__all__: list[str] = ['EncoderLensResult', 'LogitLensResult', 'ModelInputs', 'NeuronStats', 'PatchingResult', 'ProbeResult', 'accumulate_neuron_stats', 'activation_patching', 'attribution_patching', 'cka_matrix', 'encoder_lens', 'encoder_lens_audio', 'flatten_frames', 'linear_cka', 'logit_lens', 'pool_frames', 'train_probe']
-class ModelInputs:
-    """
-    One forward's inputs (features, tokens, feature_lengths).
-    """
-    def __init__(self, features: torch.Tensor, tokens: torch.Tensor | None = None, feature_lengths: torch.Tensor | None = None) -> None:
-        ...
-    @property
-    def feature_lengths(self) -> torch.Tensor:
-        ...
-    @property
-    def features(self) -> torch.Tensor:
-        ...
-    @property
-    def tokens(self) -> torch.Tensor:
-        ...
+__all__: list[str] = ['LayerDecodeResult', 'LogitLensResult', 'ModelInputs', 'NeuronStats', 'PatchingResult', 'ProbeResult', 'accumulate_neuron_stats', 'activation_patching', 'apply_ln_to_stack', 'attribution_patching', 'bias_logit_attrs', 'cka_matrix', 'decode_from_layers', 'flatten_frames', 'linear_cka', 'logit_attrs', 'logit_lens', 'pool_frames', 'train_probe']
 class PatchingResult:
     @property
     def axis_names(self) -> list[str]:
@@ -61,14 +47,23 @@ class LogitLensResult:
     def hook_names(self) -> list[str]:
         ...
     @property
+    def layers(self) -> list[int]:
+        ...
+    @property
     def logits(self) -> torch.Tensor:
         ...
-class EncoderLensResult:
+    @property
+    def stack(self) -> str:
+        ...
+class LayerDecodeResult:
     @property
     def layers(self) -> list[int]:
         ...
     @property
     def logits(self) -> typing.Any:
+        ...
+    @property
+    def stack(self) -> str:
         ...
     @property
     def tokens(self) -> list[list[list[int]]]:
@@ -135,28 +130,36 @@ class NeuronStats:
     @property
     def variance(self) -> torch.Tensor:
         ...
-def accumulate_neuron_stats(model: speechlens._C.models.HookedModel, inputs: ModelInputs, hook_name: str, labels: torch.Tensor, stats: NeuronStats) -> None:
+def accumulate_neuron_stats(model: speechlens._C.models.HookedModel, inputs: typing.Any, hook_name: str, labels: torch.Tensor, stats: NeuronStats) -> None:
     ...
-def activation_patching(model: speechlens._C.models.HookedModel, clean: ModelInputs, corrupted: ModelInputs, hooks: typing.Any, metric: collections.abc.Callable, sweep: str = 'position', window: typing.SupportsInt | typing.SupportsIndex = 1, positions: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex] = (0, -1), reverse: bool = False, normalize: bool = False, max_batch: typing.SupportsInt | typing.SupportsIndex = 64, progress: collections.abc.Callable | None = None) -> PatchingResult:
+def activation_patching(model: speechlens._C.models.HookedModel, clean: typing.Any, corrupted: typing.Any, hooks: typing.Any, metric: collections.abc.Callable, sweep: str = 'position', window: typing.SupportsInt | typing.SupportsIndex = 1, positions: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex] = (0, -1), reverse: bool = False, normalize: bool = False, max_batch: typing.SupportsInt | typing.SupportsIndex = 64, progress: collections.abc.Callable | None = None) -> PatchingResult:
     """
     Batched activation-patching sweep; see speechlens.patching.
     """
-def attribution_patching(model: speechlens._C.models.HookedModel, clean: ModelInputs, corrupted: ModelInputs, hooks: typing.Any, metric: collections.abc.Callable, sweep: str = 'position', window: typing.SupportsInt | typing.SupportsIndex = 1, positions: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex] = (0, -1), reverse: bool = False, normalize: bool = False, max_batch: typing.SupportsInt | typing.SupportsIndex = 64, progress: collections.abc.Callable | None = None) -> PatchingResult:
+def apply_ln_to_stack(model: speechlens._C.models.HookedModel, stack: str, components: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    ...
+def attribution_patching(model: speechlens._C.models.HookedModel, clean: typing.Any, corrupted: typing.Any, hooks: typing.Any, metric: collections.abc.Callable, sweep: str = 'position', window: typing.SupportsInt | typing.SupportsIndex = 1, positions: tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex] = (0, -1), reverse: bool = False, normalize: bool = False, max_batch: typing.SupportsInt | typing.SupportsIndex = 64, progress: collections.abc.Callable | None = None) -> PatchingResult:
     """
     Gradient (attribution) patching over the same sweep shapes.
     """
+def bias_logit_attrs(model: speechlens._C.models.HookedModel, stack: str, tokens: torch.Tensor, incorrect: torch.Tensor | None = None) -> torch.Tensor:
+    ...
 def cka_matrix(a: collections.abc.Sequence[torch.Tensor], b: collections.abc.Sequence[torch.Tensor]) -> torch.Tensor:
     ...
-def encoder_lens(model: speechlens._C.models.HookedWhisper, mel: torch.Tensor, layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], tokens: torch.Tensor | None = None, generate: bool = True, prompt: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], max_new_tokens: typing.SupportsInt | typing.SupportsIndex = 0, apply_suppress_tokens: bool = True, mel_lengths: torch.Tensor | None = None) -> EncoderLensResult:
-    ...
-def encoder_lens_audio(model: speechlens._C.models.HookedWhisper, mel: torch.Tensor, layer: typing.SupportsInt | typing.SupportsIndex, mel_lengths: torch.Tensor | None = None) -> torch.Tensor:
-    ...
+def decode_from_layers(model: speechlens._C.models.HookedModel, inputs: typing.Any, stack: str = 'encoder', layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], teacher_forced: bool = True, generate: bool = True, prompt: torch.Tensor | None = None, max_new_tokens: typing.SupportsInt | typing.SupportsIndex = 0, apply_suppress_tokens: bool = True, teacher_tokens: torch.Tensor | None = None) -> LayerDecodeResult:
+    """
+    The model's outputs with layer L of `stack` standing in for its last layer (the encoder lens).
+    """
 def flatten_frames(activations: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     ...
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     ...
-def logit_lens(model: speechlens._C.models.HookedWhisper, inputs: ModelInputs) -> LogitLensResult:
+def logit_attrs(model: speechlens._C.models.HookedModel, stack: str, normed_components: torch.Tensor, tokens: torch.Tensor, incorrect: torch.Tensor | None = None) -> torch.Tensor:
     ...
+def logit_lens(model: speechlens._C.models.HookedModel, inputs: typing.Any, stack: str | None = None, layers: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], include_input: bool = True) -> LogitLensResult:
+    """
+    Each layer's residual stream read out: through the stack's final norm and head, or (a stack without a head) by decoding from it.
+    """
 def pool_frames(activations: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     ...
 def train_probe(x: torch.Tensor, y: torch.Tensor, kind: str = 'logistic', l2: typing.SupportsFloat | typing.SupportsIndex = 0.01, test_fraction: typing.SupportsFloat | typing.SupportsIndex = 0.25, seed: typing.SupportsInt | typing.SupportsIndex = 0, max_iter: typing.SupportsInt | typing.SupportsIndex = 500, control: bool = True) -> ProbeResult:

@@ -7,7 +7,7 @@ import typing
 __all__: list[str] = ['ActivationCacheStore', 'HookContext', 'glob_match']
 class HookContext:
     """
-    What a hook receives as `hook=`: the point's name, stack, layer, decode step and the batch's valid lengths.
+    What a hook receives as `hook=`: the point's name, stack, layer, decode step, its time axes and the batch's valid lengths.
     """
     def __repr__(self) -> str:
         ...
@@ -32,9 +32,19 @@ class HookContext:
     def stack(self) -> str:
         ...
     @property
+    def time_axes(self) -> list:
+        """
+        [(dim, unit)] of the activation's time axes, the main one first.
+        """
+    @property
+    def unit(self) -> str:
+        """
+        Unit of the activation's main time axis ('mel', 'encoder', 'samples', 'decoder', 'lm', ...; '' when it has none).
+        """
+    @property
     def valid_lengths(self) -> typing.Any:
         """
-        [batch] valid positions of this stack, or None when every position is valid.
+        [batch] valid positions along the main time axis, or None when every position is valid.
         """
 class ActivationCacheStore:
     """
@@ -46,9 +56,19 @@ class ActivationCacheStore:
         ...
     def clear(self) -> None:
         ...
+    def lengths(self, name: str) -> typing.Any:
+        """
+        [batch] valid lengths along the activation's main time axis, or None.
+        """
+    def mask(self, name: str) -> typing.Any:
+        """
+        [batch, positions] bool mask of real positions along the main time axis, or None.
+        """
     def names(self) -> list[str]:
         ...
     def steps(self, name: str) -> list[torch.Tensor]:
+        ...
+    def time_axes(self, name: str) -> list:
         ...
     @property
     def bytes(self) -> int:

@@ -3,22 +3,74 @@ Hooked model implementations
 """
 from __future__ import annotations
 import collections.abc
-import os
+import pathlib
 import speechlens._C.hooks
 import torch
 import typing
-__all__: list[str] = ['HookedHubert', 'HookedModel', 'HookedQwen2Audio', 'HookedWhisper', 'Qwen2AudioProcessor', 'WhisperPipeline', 'qwen2_audio_token_count']
+__all__: list[str] = ['HookedHubert', 'HookedModel', 'HookedQwen2Audio', 'HookedWhisper', 'ModelInputs', 'Qwen2AudioProcessor', 'families', 'load', 'qwen2_audio_token_count']
+class ModelInputs:
+    """
+    One forward's inputs: features, tokens, feature_lengths, token_mask (each a tensor or None). A value: repeat / select / check_compatible make new ones.
+    """
+    def __init__(self, features: torch.Tensor | None = None, tokens: torch.Tensor | None = None, feature_lengths: torch.Tensor | None = None, token_mask: torch.Tensor | None = None) -> None:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def batch_size(self) -> int:
+        ...
+    def check_compatible(self, other: ModelInputs, what: str = 'the two inputs') -> None:
+        """
+        Raises ValueError naming the first field in which `other` cannot stand in for these inputs row for row.
+        """
+    def repeat(self, times: typing.SupportsInt | typing.SupportsIndex) -> ModelInputs:
+        """
+        The inputs repeated along the batch (row = copy * batch + item).
+        """
+    def select(self, rows: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> ModelInputs:
+        """
+        The given rows of every field.
+        """
+    def to_dict(self) -> dict:
+        ...
+    def validate(self) -> None:
+        ...
+    @property
+    def feature_lengths(self) -> typing.Any:
+        ...
+    @feature_lengths.setter
+    def feature_lengths(self, arg1: torch.Tensor | None) -> None:
+        ...
+    @property
+    def features(self) -> typing.Any:
+        ...
+    @features.setter
+    def features(self, arg1: torch.Tensor | None) -> None:
+        ...
+    @property
+    def token_mask(self) -> typing.Any:
+        ...
+    @token_mask.setter
+    def token_mask(self, arg1: torch.Tensor | None) -> None:
+        ...
+    @property
+    def tokens(self) -> typing.Any:
+        ...
+    @tokens.setter
+    def tokens(self, arg1: torch.Tensor | None) -> None:
+        ...
 class HookedModel:
     """
-    Base of every hooked model.
+    The contract every hooked model implements.
     """
     def active_hooks(self) -> list[str]:
         """
         Names of the hook points that currently have a hook attached.
         """
-    def add_cache_hook(self, selector: typing.Any, cache: speechlens._C.hooks.ActivationCacheStore, dir: str = 'fwd') -> list[int]:
-        ...
-    def add_hook(self, selector: typing.Any, fn: collections.abc.Callable, dir: str = 'fwd', permanent: bool = False) -> list[int]:
+    def add_cache_hook(self, selector: typing.Any, cache: speechlens._C.hooks.ActivationCacheStore, dir: str = 'fwd', permanent: bool = False) -> list[int]:
+        """
+        Attaches a C++ recorder into `cache` (no Python per activation); returns the hook ids.
+        """
+    def add_hook(self, selector: typing.Any, fn: typing.Any, dir: str = 'fwd', permanent: bool = False) -> list[int]:
         """
         Attaches a Python hook fn(tensor, hook) at every matching point; returns the hook ids.
         """
@@ -26,23 +78,66 @@ class HookedModel:
         """
         The configuration as a JSON string (TransformerLens-style keys).
         """
-    def forward(self, features: torch.Tensor, tokens: torch.Tensor | None = None, feature_lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def final_norm(self, stack: str, residual: torch.Tensor) -> torch.Tensor:
         """
-        Logits of one full forward.
+        The stack's final norm without its hooks.
+        """
+    def final_norm_scale(self, stack: str, residual: torch.Tensor) -> typing.Any:
+        """
+        What the stack's final norm divides by (its hook_scale), or None.
+        """
+    def generate(self, inputs: typing.Any, prompt: torch.Tensor | None = None, max_new_tokens: typing.SupportsInt | typing.SupportsIndex = 0, apply_suppress_tokens: bool = True, suppress_tokens: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] | None = None, begin_suppress_tokens: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] | None = None, eos_token_ids: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] | None = None, fwd_hooks: typing.Any = None, start_at: str | None = None, start_value: torch.Tensor | None = None, encoder_output: torch.Tensor | None = None) -> list[list[int]]:
+        """
+        Greedy decoding with a KV cache; hooks fire at every step. Generated ids per item.
         """
     def hook_names(self) -> list[str]:
         """
         Every hook point name, in forward order.
         """
-    def remove_hooks(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
+    def list_hooks(self) -> list:
+        """
+        [(id, point, 'fwd' | 'bwd', permanent)] of every attached hook.
+        """
+    def prepare(self, waves: collections.abc.Sequence[torch.Tensor], sampling_rate: typing.SupportsInt | typing.SupportsIndex | None = None) -> ModelInputs:
+        """
+        Raw clips -> the model's padded inputs with valid lengths (differentiable).
+        """
+    def remove_hooks(self, ids: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
         ...
+    def remove_hooks_where(self, where: typing.Any = None, dir: str = 'both', including_permanent: bool = False) -> int:
+        """
+        Removes the hooks at the selected points (all when None), of one direction or 'both'; returns the count.
+        """
     def reset_hooks(self, including_permanent: bool = False) -> None:
         ...
     def resolve(self, selector: typing.Any) -> list[str]:
         """
-        The hook names a selector matches (error with suggestions if none).
+        The hook names a selector matches (HookNameError with suggestions if none).
         """
+    def run(self, inputs: typing.Any, fwd_hooks: typing.Any = None, bwd_hooks: typing.Any = None, stop_at: str | None = None, start_at: str | None = None, start_value: torch.Tensor | None = None, encoder_output: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        One forward with hooks for this call only; returns the logits or the stop_at activation.
+        """
+    def run_with_cache(self, inputs: typing.Any, names: typing.Any, store: speechlens._C.hooks.ActivationCacheStore, grad_names: typing.Any = None, grad_store: speechlens._C.hooks.ActivationCacheStore = None, fwd_hooks: typing.Any = None, bwd_hooks: typing.Any = None, stop_at: str | None = None, start_at: str | None = None, start_value: torch.Tensor | None = None, encoder_output: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        One forward recording the selected activations (C++ recorders, no Python per activation) into `store` (and gradients into `grad_store` when the caller runs backward).
+        """
+    def stacks(self) -> list:
+        ...
     def to(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+        ...
+    def transcribe(self, waves: collections.abc.Sequence[torch.Tensor], sampling_rate: typing.SupportsInt | typing.SupportsIndex | None = None) -> list[str]:
+        """
+        Text per clip.
+        """
+    def unembed(self, stack: str, normed: torch.Tensor) -> torch.Tensor:
+        """
+        The stack's head (LM / decoder / CTC) on a normed residual stream.
+        """
+    def unembedding(self, stack: str) -> torch.Tensor:
+        ...
+    @property
+    def checkpoint_dir(self) -> pathlib.Path:
         ...
     @property
     def device(self) -> torch.device:
@@ -56,34 +151,44 @@ class HookedModel:
     @property
     def hook_count(self) -> int:
         ...
+    @property
+    def sampling_rate(self) -> int:
+        ...
 class HookedWhisper(HookedModel):
     """
     Whisper with hook points.
     """
-    def __init__(self, path: str, device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
-        ...
-    def apply_final_norm(self, residual: torch.Tensor, stack: str = 'decoder') -> torch.Tensor:
-        """
-        The stack's final layer norm without its hook (for lenses and decompositions).
-        """
     def decode(self, tokens: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """
+        Decoder logits for tokens over audio states.
+        """
+    def default_prompt(self, language: str | None = None, task: str = 'transcribe') -> list[int]:
+        """
+        <|startoftranscript|> [<|lang|> <|task|>] <|notimestamps|> (no tokenizer needed).
+        """
+    def detect_language(self, mel: torch.Tensor, mel_lengths: torch.Tensor = None) -> list[int]:
         ...
-    def encode(self, mel: torch.Tensor, mel_lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, mel: torch.Tensor, mel_lengths: torch.Tensor | None = None, stop_at: str | None = None) -> torch.Tensor:
+        """
+        Audio states [B, T/2, D] after ln_post (or the stop_at activation).
+        """
+    def transcribe_with(self, waves: collections.abc.Sequence[torch.Tensor], sampling_rate: typing.SupportsInt | typing.SupportsIndex | None = None, language: str | None = None, task: str = 'transcribe', max_new_tokens: typing.SupportsInt | typing.SupportsIndex = 0, ids: bool = False) -> typing.Any:
+        """
+        Greedy transcription with a language / task (texts, or token ids with ids=True).
+        """
+    @property
+    def begin_suppress_tokens(self) -> list[int]:
         ...
-    def generate_greedy(self, mel: torch.Tensor, prompt: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = [], max_new_tokens: typing.SupportsInt | typing.SupportsIndex = 0, apply_suppress_tokens: bool = True, mel_lengths: torch.Tensor | None = None) -> list[list[int]]:
+    @property
+    def has_tokenizer(self) -> bool:
         ...
-    def unembed(self, residual: torch.Tensor) -> torch.Tensor:
+    @property
+    def suppress_tokens(self) -> list[int]:
         ...
 class HookedHubert(HookedModel):
     """
     HuBERT / wav2vec2 (base, CTC) with hook points.
     """
-    def __init__(self, path: str, device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
-        ...
-    def apply_final_norm(self, residual: torch.Tensor) -> torch.Tensor:
-        """
-        The stable variant's final norm without its hook (identity for post-LN).
-        """
     def ctc_decode(self, frame_ids: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], skip_special_tokens: bool = False) -> str:
         """
         Text of one CTC id per frame (collapse repeats, drop blanks, '|' -> space).
@@ -98,14 +203,15 @@ class HookedHubert(HookedModel):
         """
         Encoder frames per clip length (HF's _get_feat_extract_output_lengths).
         """
-    def prepare(self, waves: collections.abc.Sequence[torch.Tensor]) -> tuple[torch.Tensor, typing.Any]:
+    def set_max_input_seconds(self, seconds: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    def transcribe_clips(self, waves: collections.abc.Sequence[torch.Tensor], skip_special_tokens: bool = False) -> list[str]:
         """
-        Raw clips -> (normalised right-padded batch [B, T], attention mask or None) as the checkpoint's preprocessor_config.json says.
+        Greedy CTC transcription of raw 16 kHz clips.
         """
-    def transcribe(self, waves: collections.abc.Sequence[torch.Tensor], skip_special_tokens: bool = False) -> list[str]:
-        """
-        Greedy CTC transcription of raw clips.
-        """
+    @property
+    def can_transcribe(self) -> bool:
+        ...
 class HookedQwen2Audio(HookedModel):
     """
     Qwen2-Audio with hook points.
@@ -113,25 +219,18 @@ class HookedQwen2Audio(HookedModel):
     @staticmethod
     def positions_from_mask(token_mask: torch.Tensor) -> torch.Tensor:
         ...
-    def __init__(self, path: str, device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
-        ...
-    def apply_final_norm(self, residual: torch.Tensor, stack: str = 'lm') -> torch.Tensor:
-        """
-        The stack's final norm without its hook (for lenses and decompositions).
-        """
     def audio_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         ...
     def encode_audio(self, mel: torch.Tensor, mel_lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """
         (projected audio features [clips, frames/4, d_model], audio tokens per clip [clips]).
         """
-    def forward_full(self, features: torch.Tensor | None, input_ids: torch.Tensor, feature_lengths: torch.Tensor | None = None, token_mask: torch.Tensor | None = None) -> torch.Tensor:
-        ...
-    def generate_greedy(self, mel: torch.Tensor | None, mel_lengths: torch.Tensor | None, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None, max_new_tokens: typing.SupportsInt | typing.SupportsIndex = 256, eos_token_ids: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] = []) -> list[list[int]]:
+    def processor(self) -> ...:
         ...
     def text_positions(self, input_ids: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
         ...
-    def unembed(self, residual: torch.Tensor) -> torch.Tensor:
+    @property
+    def has_processor(self) -> bool:
         ...
 class Qwen2AudioProcessor:
     """
@@ -166,28 +265,14 @@ class Qwen2AudioProcessor:
     @property
     def sampling_rate(self) -> int:
         ...
-class WhisperPipeline:
+def families() -> list[str]:
     """
-    Feature extractor, tokenizer and generation settings around a HookedWhisper.
+    The config.json model_types that load.
     """
-    def __init__(self, model: HookedWhisper, dir: os.PathLike | str | bytes) -> None:
-        ...
-    def features(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """
-        (log-mel [B, n_mels, frames], real frames [B]) of a [T] or [B, T] wave.
-        """
-    def generate(self, wave: torch.Tensor, language: str | None = None, task: str = 'transcribe', max_new_tokens: typing.SupportsInt | typing.SupportsIndex = 0) -> list[list[int]]:
-        ...
-    def prompt(self, mel: torch.Tensor, language: str | None = None, task: str = 'transcribe') -> list[int]:
-        ...
-    def transcribe(self, wave: torch.Tensor, language: str | None = None, task: str = 'transcribe', max_new_tokens: typing.SupportsInt | typing.SupportsIndex = 0) -> list[str]:
-        ...
-    @property
-    def begin_suppress_tokens(self) -> list[int]:
-        ...
-    @property
-    def suppress_tokens(self) -> list[int]:
-        ...
+def load(path: str, device: torch.device | None = None, dtype: torch.dtype | None = None) -> HookedModel:
+    """
+    Loads an HF checkpoint folder with the family its config.json names.
+    """
 def qwen2_audio_token_count(mel_frames: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     Audio tokens Qwen2-Audio gives a clip of `mel_frames` valid log-mel frames.

@@ -11,16 +11,35 @@
 
 namespace speechlens::models {
 
+namespace {
+
+std::string key_unit(const HookNamer& hooks, const AttentionConfig& config) {
+  return config.key_unit.empty() ? hooks.unit() : config.key_unit;
+}
+
+std::vector<hooks::TimeAxis> pattern_axes(const HookNamer& hooks, const AttentionConfig& config) {
+  if (hooks.unit().empty()) return {};
+  return {{2, hooks.unit()}, {3, key_unit(hooks, config)}};
+}
+
+std::vector<hooks::TimeAxis> key_axes(const HookNamer& hooks, const AttentionConfig& config) {
+  if (hooks.unit().empty()) return {};
+  return {{1, key_unit(hooks, config)}};
+}
+
+}  // namespace
+
 Attention::Attention(const WeightScope& weights, const HookNamer& hooks, AttentionConfig config,
                      const RotaryEmbedding* rotary)
     : hook_q(hooks.point("hook_q")),
-      hook_k(hooks.point("hook_k")),
-      hook_v(hooks.point("hook_v")),
+      hook_k(hooks.point("hook_k", key_axes(hooks, config))),
+      hook_v(hooks.point("hook_v", key_axes(hooks, config))),
       hook_rot_q(rotary ? &hooks.point("hook_rot_q") : nullptr),
-      hook_rot_k(rotary ? &hooks.point("hook_rot_k") : nullptr),
-      hook_attn_scores(hooks.point("hook_attn_scores")),
-      hook_pattern(hooks.point("hook_pattern")),
+      hook_rot_k(rotary ? &hooks.point("hook_rot_k", key_axes(hooks, config)) : nullptr),
+      hook_attn_scores(hooks.point("hook_attn_scores", pattern_axes(hooks, config))),
+      hook_pattern(hooks.point("hook_pattern", pattern_axes(hooks, config))),
       hook_z(hooks.point("hook_z")),
+      hook_result(hooks.point("hook_result")),
       config_(std::move(config)),
       rotary_(rotary) {
   const int64_t d = config_.d_model, dh = config_.head_dim();
@@ -36,9 +55,7 @@ Attention::Attention(const WeightScope& weights, const HookNamer& hooks, Attenti
   o_ = Linear(weights.child(config_.o_name), q_dim, d, config_.o_bias);
 }
 
-bool Attention::needs_explicit_path() const {
-  return hook_attn_scores.has_hooks() || hook_pattern.has_hooks() || hook_z.has_hooks();
-}
+bool Attention::needs_explicit_path() const { return hook_attn_scores.is_active() || hook_pattern.is_active(); }
 
 namespace {
 
@@ -126,13 +143,20 @@ at::Tensor Attention::operator()(const at::Tensor& x, const at::Tensor& source,
                        ? at::softmax(scores, -1, at::kFloat).to(scores.scalar_type())
                        : at::softmax(scores, -1);
     pattern = hook_pattern(pattern);
-    z = hook_z(at::matmul(pattern, vh).transpose(1, 2));
+    z = at::matmul(pattern, vh).transpose(1, 2);
   } else {
     std::optional<at::Tensor> attn_mask;
     if (allowed.defined()) attn_mask = allowed;
     z = at::scaled_dot_product_attention(qh, kh, vh, attn_mask, 0.0, false, scale).transpose(1, 2);
   }
-  return o_(z.reshape({batch, tq, heads * dh}));
+  z = hook_z(z);
+  if (!hook_result.is_active()) return o_(z.reshape({batch, tq, heads * dh}));
+  // Per-head outputs: z_h [B, T, Dh] times W_O's columns of head h -> [B, T, H, D].
+  const int64_t d = config_.d_model;
+  auto w = o_.weight.view({d, heads, dh});  // [D, H, Dh]
+  auto result = hook_result(at::einsum("bthe,dhe->bthd", {z, w}));
+  auto out = result.sum(2);
+  return o_.bias.defined() ? out + o_.bias : out;
 }
 
 void Attention::visit(const TensorVisitor& fn) {

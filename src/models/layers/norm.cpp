@@ -5,7 +5,8 @@
 namespace speechlens::models {
 
 Norm::Norm(const WeightScope& weights, const HookNamer& hooks, NormKind kind, int64_t dim, double eps)
-    : hook_normalized(hooks.point("hook_normalized")),
+    : hook_scale(hooks.point("hook_scale")),
+      hook_normalized(hooks.point("hook_normalized")),
       kind_(kind),
       eps_(eps),
       weight_(weights.take("weight", {dim})) {
@@ -22,7 +23,28 @@ at::Tensor Norm::apply(const at::Tensor& x) const {
   return weight_ * normed.to(x.scalar_type());
 }
 
-at::Tensor Norm::operator()(const at::Tensor& x) const { return hook_normalized(apply(x)); }
+at::Tensor Norm::scale(const at::Tensor& x) const {
+  if (kind_ == NormKind::layer_norm) {
+    auto centred = x - x.mean(-1, /*keepdim=*/true);
+    return (centred.pow(2).mean(-1, /*keepdim=*/true) + eps_).sqrt();
+  }
+  auto x32 = x.to(at::kFloat);
+  return (x32.pow(2).mean(-1, /*keepdim=*/true) + eps_).sqrt().to(x.scalar_type());
+}
+
+at::Tensor Norm::apply_with_scale(const at::Tensor& x, const at::Tensor& scale, bool affine) const {
+  if (kind_ == NormKind::layer_norm) {
+    auto normed = (x - x.mean(-1, /*keepdim=*/true)) / scale;
+    return affine ? normed * weight_ + bias_ : normed;
+  }
+  auto normed = (x.to(at::kFloat) / scale.to(at::kFloat)).to(x.scalar_type());
+  return affine ? weight_ * normed : normed;
+}
+
+at::Tensor Norm::operator()(const at::Tensor& x) const {
+  if (!hook_scale.is_active()) return hook_normalized(apply(x));
+  return hook_normalized(apply_with_scale(x, hook_scale(scale(x))));
+}
 
 void Norm::visit(const TensorVisitor& fn) {
   fn(weight_);

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "io/io_test_util.h"
+
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -11,6 +13,7 @@
 #include "speechlens/analysis/patching.h"
 #include "speechlens/analysis/probes.h"
 #include "speechlens/analysis/stats.h"
+#include "speechlens/models/whisper.h"
 #include "speechlens/util/error.h"
 
 namespace sla = speechlens::analysis;
@@ -19,10 +22,7 @@ using speechlens::models::ModelInputs;
 
 namespace {
 
-std::filesystem::path tiny_whisper() {
-  const char* dir = std::getenv("SPEECHLENS_TEST_DATA");
-  return dir ? std::filesystem::path(dir) / "analysis" / "tiny_whisper" : std::filesystem::path();
-}
+std::filesystem::path tiny_whisper() { return speechlens::io::testing::test_data_dir() / "analysis" / "tiny_whisper"; }
 
 std::pair<at::Tensor, at::Tensor> planted(int64_t n, int64_t d, int64_t classes) {
   at::manual_seed(0);
@@ -99,7 +99,7 @@ TEST(Cka, InvariantToRotationAndScaleAndMatchesDefinition) {
 class PatchingOnTinyWhisper : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!std::filesystem::exists(tiny_whisper() / "config.json")) GTEST_SKIP() << "run tests/fixtures/make_fixtures.py";
+    if (!std::filesystem::exists(tiny_whisper() / "config.json")) GTEST_FAIL() << "run tests/fixtures/make_fixtures.py";
     model = HookedWhisper::from_pretrained(tiny_whisper());
     at::manual_seed(4);
     at::Tensor mel = at::randn({1, 8, 16});
@@ -157,6 +157,10 @@ TEST_F(PatchingOnTinyWhisper, LensLastRowIsTheModel) {
   auto lens = sla::logit_lens(*model, clean);
   at::Tensor logits = model->forward(clean);
   EXPECT_TRUE(at::allclose(lens.logits[-1], logits, 0, 1e-5));
-  at::Tensor audio = sla::encoder_lens_audio(*model, clean.features, 1);
-  EXPECT_TRUE(at::allclose(audio, model->encode(clean.features), 0, 1e-6));
+  // The encoder lens at the last layer is the model itself.
+  sla::LayerDecodeOptions options;
+  options.layers = {1};
+  options.generate = false;
+  auto decoded = sla::decode_from_layers(*model, clean, options);
+  EXPECT_TRUE(at::allclose(decoded.logits[0], logits, 0, 1e-5));
 }

@@ -226,7 +226,7 @@ TEST(WeightLoader, FinishListsEveryProblemAtOnce) {
 TEST(CheckpointFromPython, ReadsTheShardedFolderTransformersWrote) {
   const auto data_dir = testing::test_data_dir() / "io";
   if (!std::filesystem::exists(data_dir / "whisper_sharded_expected.safetensors")) {
-    GTEST_SKIP() << "run tests/fixtures/make_fixtures.py and set SPEECHLENS_TEST_DATA";
+    GTEST_FAIL() << "run tests/fixtures/make_fixtures.py and set SPEECHLENS_TEST_DATA";
   }
   const auto checkpoint = Checkpoint::open(data_dir / "whisper_sharded");
   const auto expected = SafetensorsFile::open(data_dir / "whisper_sharded_expected.safetensors");

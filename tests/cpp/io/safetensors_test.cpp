@@ -384,7 +384,7 @@ std::vector<uint8_t> from_hex(const std::string& hex) {
 TEST(SafetensorsFromPython, EveryDtypeMatchesWhatPythonWrote) {
   const auto data_dir = testing::test_data_dir() / "io";
   if (!std::filesystem::exists(data_dir / "dtypes.safetensors")) {
-    GTEST_SKIP() << "run tests/fixtures/make_fixtures.py and set SPEECHLENS_TEST_DATA";
+    GTEST_FAIL() << "run tests/fixtures/make_fixtures.py and set SPEECHLENS_TEST_DATA";
   }
   const auto expected = nlohmann::json::parse(read_bytes(data_dir / "dtypes_expected.json"));
   const auto file = SafetensorsFile::open(data_dir / "dtypes.safetensors");

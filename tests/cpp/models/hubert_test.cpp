@@ -20,7 +20,7 @@ std::filesystem::path fixture(const std::string& name) {
 }
 
 #define REQUIRE_FIXTURE(dir)                                                              \
-  if ((dir).empty()) GTEST_SKIP() << "run tests/fixtures/make_fixtures.py and set SPEECHLENS_TEST_DATA"
+  if ((dir).empty()) GTEST_FAIL() << "run tests/fixtures/make_fixtures.py and set SPEECHLENS_TEST_DATA"
 
 bool has(const std::vector<std::string>& names, const std::string& name) {
   return std::find(names.begin(), names.end(), name) != names.end();

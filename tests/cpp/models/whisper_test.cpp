@@ -1,6 +1,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "io/io_test_util.h"
+
 #include <cstdlib>
 #include <filesystem>
 
@@ -14,17 +16,13 @@ using speechlens::models::HookedWhisper;
 
 namespace {
 
-fs::path fixture(const std::string& name) {
-  const char* root = std::getenv("SPEECHLENS_TEST_DATA");
-  if (!root) return {};
-  return fs::path(root) / "models" / name;
-}
+fs::path fixture(const std::string& name) { return speechlens::io::testing::test_data_dir() / "models" / name; }
 
 }  // namespace
 
 TEST(HookedWhisper, LoadsAnHfFolderAndMatchesHfLogits) {
   auto dir = fixture("whisper_tiny");
-  if (dir.empty() || !fs::exists(dir)) GTEST_SKIP() << "run tests/fixtures/make_fixtures.py first";
+  if (dir.empty() || !fs::exists(dir)) GTEST_FAIL() << "run tests/fixtures/make_fixtures.py first";
   auto model = HookedWhisper::from_pretrained(dir);
   auto expected = speechlens::io::SafetensorsFile::open(dir / "expected.safetensors");
   speechlens::hooks::ActivationCache cache;
@@ -38,7 +36,7 @@ TEST(HookedWhisper, LoadsAnHfFolderAndMatchesHfLogits) {
 
 TEST(HookedWhisper, MisShapedCheckpointNamesEveryBadTensor) {
   auto dir = fixture("whisper_misshaped");
-  if (dir.empty() || !fs::exists(dir)) GTEST_SKIP() << "run tests/fixtures/make_fixtures.py first";
+  if (dir.empty() || !fs::exists(dir)) GTEST_FAIL() << "run tests/fixtures/make_fixtures.py first";
   try {
     HookedWhisper::from_pretrained(dir);
     FAIL() << "expected InvalidInput";
@@ -51,7 +49,7 @@ TEST(HookedWhisper, MisShapedCheckpointNamesEveryBadTensor) {
 
 TEST(HookedWhisper, RejectsFeaturesOfTheWrongShape) {
   auto dir = fixture("whisper_tiny");
-  if (dir.empty() || !fs::exists(dir)) GTEST_SKIP() << "run tests/fixtures/make_fixtures.py first";
+  if (dir.empty() || !fs::exists(dir)) GTEST_FAIL() << "run tests/fixtures/make_fixtures.py first";
   auto model = HookedWhisper::from_pretrained(dir);
   auto tokens = at::tensor(std::vector<int64_t>{1, 2}).view({1, 2});
   EXPECT_THROW(model->forward({at::zeros({1, 81, 100}), tokens, {}}), speechlens::InvalidInput);

@@ -5,6 +5,8 @@
 #include <fstream>
 
 #include <gtest/gtest.h>
+
+#include "io/io_test_util.h"
 #include <nlohmann/json.hpp>
 
 #include "speechlens/text/bpe_tokenizer.h"
@@ -18,10 +20,7 @@ namespace fs = std::filesystem;
 using speechlens::text::BpeTokenizer;
 using speechlens::text::WhisperTokenizer;
 
-fs::path text_data_dir() {
-  const char* root = std::getenv("SPEECHLENS_TEST_DATA");
-  return root ? fs::path(root) / "text" : fs::path();
-}
+fs::path text_data_dir() { return speechlens::io::testing::test_data_dir() / "text"; }
 
 nlohmann::json expected_cases() {
   std::ifstream in(text_data_dir() / "expected.json");
@@ -32,9 +31,9 @@ class TokenizerParity : public ::testing::TestWithParam<std::pair<std::string, s
 
 TEST_P(TokenizerParity, IdsAndTextMatchHf) {
   const auto& [kind, form] = GetParam();
-  if (!fs::exists(text_data_dir() / "expected.json")) GTEST_SKIP() << "run make_fixtures.py first";
+  if (!fs::exists(text_data_dir() / "expected.json")) GTEST_FAIL() << "run make_fixtures.py first";
   const auto expected = expected_cases();
-  if (!expected.contains(kind)) GTEST_SKIP() << kind << " fixture not written (optional package absent)";
+  if (!expected.contains(kind)) GTEST_FAIL() << kind << " fixture not written (optional package absent)";
   const BpeTokenizer tok = BpeTokenizer::from_dir(text_data_dir() / form);
   for (const auto& c : expected[kind]) {
     const std::string text = c["text"].get<std::string>();
@@ -54,7 +53,7 @@ INSTANTIATE_TEST_SUITE_P(
                       std::pair<std::string, std::string>{"whisper-tiny.en", "whisper-tiny.en"}));
 
 TEST(BpeTokenizer, RejectsBadInputWithClearErrors) {
-  if (!fs::exists(text_data_dir() / "gpt2-json")) GTEST_SKIP() << "run make_fixtures.py first";
+  if (!fs::exists(text_data_dir() / "gpt2-json")) GTEST_FAIL() << "run make_fixtures.py first";
   const BpeTokenizer tok = BpeTokenizer::from_dir(text_data_dir() / "gpt2-json");
   EXPECT_THROW(tok.encode("ab\xff"), speechlens::InvalidInput);
   EXPECT_THROW(tok.encode("\xe6\x97"), speechlens::InvalidInput);  // truncated sequence
@@ -65,7 +64,7 @@ TEST(BpeTokenizer, RejectsBadInputWithClearErrors) {
 }
 
 TEST(BpeTokenizer, DecodeReplacesBrokenUtf8LikeRust) {
-  if (!fs::exists(text_data_dir() / "gpt2-json")) GTEST_SKIP() << "run make_fixtures.py first";
+  if (!fs::exists(text_data_dir() / "gpt2-json")) GTEST_FAIL() << "run make_fixtures.py first";
   const BpeTokenizer tok = BpeTokenizer::from_dir(text_data_dir() / "gpt2-json");
   // Byte tokens of "日" (e6 97 a5) cut after two bytes, then "a".
   std::vector<std::int64_t> ids;
@@ -83,7 +82,7 @@ TEST(Unicode, NfcComposesHangulAndReordersMarks) {
 
 TEST(WhisperTokenizer, PromptsAndTimestamps) {
   const fs::path dir = text_data_dir() / "whisper-tiny.en";
-  if (!fs::exists(dir)) GTEST_SKIP() << "Whisper tiny.en tokenizer fixture not written";
+  if (!fs::exists(dir)) GTEST_FAIL() << "Whisper tiny.en tokenizer fixture not written";
   const WhisperTokenizer en = WhisperTokenizer::from_dir(dir);
   EXPECT_FALSE(en.multilingual());
   EXPECT_EQ(en.sot_sequence(), (std::vector<std::int64_t>{50257, 50362}));

@@ -20,6 +20,9 @@ struct AttentionConfig {
   std::string k_name = "k_proj";
   std::string v_name = "v_proj";
   std::string o_name = "out_proj";
+  // The unit of the keys' positions when it differs from the queries' (cross-attention reads
+  // "encoder" frames); empty: the hook namer's unit.
+  std::string key_unit;
 
   int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
   int64_t head_dim() const { return d_head > 0 ? d_head : d_model / n_heads; }
@@ -42,8 +45,11 @@ struct KVCache {
 };
 
 // Multi-head (optionally grouped-query, optionally rotary) attention with per-head hooks.
-// The explicit path (matmul, mask, softmax, matmul) runs whenever a hook wants the scores,
-// the pattern or z; otherwise the fused scaled_dot_product_attention kernel runs.
+// The explicit path (matmul, mask, softmax, matmul) runs only when a hook wants the scores or
+// the pattern; otherwise the fused scaled_dot_product_attention kernel runs (z, the per-head
+// weighted values, is its output, so hooking z keeps the fused kernel). hook_result, the
+// per-head output after the output projection (TransformerLens's use_attn_result), is computed
+// only when hooked.
 class Attention {
  public:
   Attention(const WeightScope& weights, const HookNamer& hooks, AttentionConfig config,
@@ -66,6 +72,7 @@ class Attention {
   hooks::HookPoint& hook_attn_scores;
   hooks::HookPoint& hook_pattern;
   hooks::HookPoint& hook_z;
+  hooks::HookPoint& hook_result;  // [B, T, H, D]: z_h W_O_h (the bias is not split over heads)
 
  private:
   AttentionConfig config_;

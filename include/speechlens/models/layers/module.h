@@ -17,30 +17,48 @@ using TensorVisitor = std::function<void(at::Tensor&)>;
 // Joins name paths: join("model.encoder", "conv1") == "model.encoder.conv1".
 std::string join(const std::string& scope, const std::string& name);
 
-// Creates hook points under a prefix, remembering the stack and layer they belong to.
+// Creates hook points under a prefix, remembering the stack, the layer and the unit of the
+// positions along dim 1 of [B, T, ...] activations ("encoder" frames, "decoder" / "lm" tokens,
+// by default the stack's name).
 class HookNamer {
  public:
   HookNamer(hooks::HookRegistry& registry, std::string prefix, hooks::Stack stack = hooks::Stack::none,
-            int64_t layer = -1)
-      : registry_(&registry), prefix_(std::move(prefix)), stack_(stack), layer_(layer) {}
+            int64_t layer = -1, std::optional<std::string> unit = std::nullopt)
+      : registry_(&registry),
+        prefix_(std::move(prefix)),
+        stack_(stack),
+        layer_(layer),
+        unit_(unit ? std::move(*unit) : hooks::HookRegistry::default_unit(stack)) {}
 
+  // A point whose activation has its positions along dim 1 (none when the namer has no unit).
   hooks::HookPoint& point(const std::string& name) const {
-    return registry_->create(join(prefix_, name), stack_, layer_);
+    std::vector<hooks::TimeAxis> axes;
+    if (!unit_.empty()) axes.push_back({1, unit_});
+    return registry_->create(join(prefix_, name), stack_, layer_, std::move(axes));
   }
-  HookNamer child(const std::string& name) const { return {*registry_, join(prefix_, name), stack_, layer_}; }
+  // A point with explicit time axes (channels-first convolutions, attention patterns).
+  hooks::HookPoint& point(const std::string& name, std::vector<hooks::TimeAxis> axes) const {
+    return registry_->create(join(prefix_, name), stack_, layer_, std::move(axes));
+  }
+  HookNamer child(const std::string& name) const { return {*registry_, join(prefix_, name), stack_, layer_, unit_}; }
   HookNamer layer(const std::string& name, int64_t index) const {
-    return {*registry_, join(prefix_, name + "." + std::to_string(index)), stack_, index};
+    return {*registry_, join(prefix_, name + "." + std::to_string(index)), stack_, index, unit_};
   }
   HookNamer stack(const std::string& name, hooks::Stack stack) const {
     return {*registry_, join(prefix_, name), stack, -1};
   }
+  // The same prefix with positions counted in another unit.
+  HookNamer with_unit(std::string unit) const { return {*registry_, prefix_, stack_, layer_, std::move(unit)}; }
   hooks::HookRegistry& registry() const { return *registry_; }
+  const std::string& unit() const { return unit_; }
+  const std::string& prefix() const { return prefix_; }
 
  private:
   hooks::HookRegistry* registry_;
   std::string prefix_;
   hooks::Stack stack_;
   int64_t layer_;
+  std::string unit_;
 };
 
 // Where a layer's weights live in the checkpoint.

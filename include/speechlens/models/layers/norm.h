@@ -5,7 +5,10 @@ namespace speechlens::models {
 
 enum class NormKind { layer_norm, rms_norm };
 
-// LayerNorm (weight + bias) or RMSNorm (weight only), with a hook on its output.
+// LayerNorm (weight + bias) or RMSNorm (weight only). Hooks as TransformerLens's norms:
+// hook_scale [.., 1] (LayerNorm: sqrt(var + eps) of the centred input; RMSNorm: sqrt(mean(x^2)
+// + eps)), then hook_normalized on the output. A hook on hook_scale may replace the scale
+// (e.g. freeze it to a cached value, which makes the norm linear).
 class Norm {
  public:
   Norm(const WeightScope& weights, const HookNamer& hooks, NormKind kind, int64_t dim, double eps);
@@ -16,10 +19,16 @@ class Norm {
   double eps() const { return eps_; }
   const at::Tensor& weight() const { return weight_; }
   const at::Tensor& bias() const { return bias_; }
-  // The normalisation alone, without the hook (used by lenses that apply a final norm to a
+  // The normalisation alone, without the hooks (used by lenses that apply a final norm to a
   // cached residual stream).
   at::Tensor apply(const at::Tensor& x) const;
+  // The scale the norm divides by for `x` ([.., 1], float as x), without hooks.
+  at::Tensor scale(const at::Tensor& x) const;
+  // The norm with a given scale (TransformerLens's apply_ln_to_stack divides by a cached one):
+  // LayerNorm: (x - mean(x)) / scale * w + b; RMSNorm: x / scale * w. Linear in x.
+  at::Tensor apply_with_scale(const at::Tensor& x, const at::Tensor& scale, bool affine = true) const;
 
+  hooks::HookPoint& hook_scale;
   hooks::HookPoint& hook_normalized;
 
  private:

@@ -56,6 +56,9 @@ class TransformerBlock {
   const Norm& ln1() const { return ln1_; }
   const Norm& ln2() const { return ln2_; }
 
+  // Whether the current call has reached its stop point (the block returns early then).
+  bool stop_requested() const;
+
   // Members are declared in forward order so hook points are created (and listed) in the
   // order a forward visits them.
  private:
@@ -88,5 +91,27 @@ class TransformerBlock {
   hooks::HookPoint& hook_mlp_out;
   hooks::HookPoint& hook_resid_post;
 };
+
+using Blocks = std::vector<std::unique_ptr<TransformerBlock>>;
+
+// Where a stack's forward begins in the current call: at block 0 with the stack's own input, or
+// where the call's start_at resumes it (its prefix, embeddings included, is then skipped).
+struct StackStart {
+  int64_t first_block = 0;
+  at::Tensor residual;  // defined when resumed: the residual entering block `first_block`
+  bool resumed() const { return residual.defined(); }
+};
+// `batch`: rows the call runs (the resumed activation must have as many); `device`/`dtype`: the
+// model's.
+StackStart stack_start(const hooks::HookRegistry& registry, hooks::Stack stack, const Blocks& blocks, int64_t batch,
+                       const at::Device& device, at::ScalarType dtype);
+
+// Runs blocks [first, end) on x, one cache entry per block when `cache` is given; returns early
+// (with the residual so far) once the call has reached its stop point.
+at::Tensor run_blocks(const Blocks& blocks, at::Tensor x, int64_t first, TransformerBlock::Inputs inputs,
+                      std::vector<BlockCache>* cache = nullptr);
+
+// Whether the current call of `registry` has stopped.
+bool call_stopped(const hooks::HookRegistry& registry);
 
 }  // namespace speechlens::models
