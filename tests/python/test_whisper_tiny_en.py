@@ -174,8 +174,12 @@ def test_features_and_logits_match_hf(model, hf, clips):
 
 
 def test_mel_lengths_mark_the_real_audio(model, clips):
-    mel, lengths = model.features(clips[0], return_lengths=True)
-    assert lengths.tolist() == [-(-clips[0].numel() // 160)]
+    """The valid mel frames are HF's: the attention mask of its feature extractor."""
+    mel, lengths = model.features(clips, sampling_rate=16000, return_lengths=True)
+    extractor = transformers.WhisperFeatureExtractor.from_pretrained(model.path)
+    hf = extractor([c.numpy() for c in clips], sampling_rate=16000, return_attention_mask=True, return_tensors="pt")
+    assert lengths.tolist() == hf["attention_mask"].sum(-1).tolist()
+    assert lengths.tolist() != [3000] * len(clips)  # the clips are shorter than the window
 
 
 def test_hooks_fire_during_transcription(model, clips):
