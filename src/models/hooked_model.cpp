@@ -154,8 +154,20 @@ std::string StackInfo::block_hook(int64_t layer, const std::string& relative) co
 // ---------------------------------------------------------------------------------------------
 // HookedModel
 
-HookedModel::Call::Call(HookedModel& model, const RunOptions& options)
-    : context_(model.registry_), guard_(context_), wanted_stop_(options.stop_at.has_value()) {
+namespace {
+// The shared lock of a call, unless the thread is already inside a call of this model.
+std::shared_lock<std::shared_mutex> call_lock(std::shared_mutex& mutex, const hooks::HookRegistry& registry) {
+  std::shared_lock<std::shared_mutex> lock(mutex, std::defer_lock);
+  if (!hooks::RunContext::current(&registry)) lock.lock();
+  return lock;
+}
+}  // namespace
+
+HookedModel::Call::Call(HookedModel& model, const RunOptions& options, const ModelInputs& inputs)
+    : lock_(call_lock(model.weights_mutex_, model.registry_)),
+      context_((inputs.validate(), model.registry_)),
+      guard_(context_),
+      wanted_stop_(options.stop_at.has_value()) {
   for (const auto& hook : options.hooks) context_.add_hook(hook.selector, hook.fn, hook.direction);
   if (options.stop_at) context_.set_stop(*options.stop_at);
   if (options.start_at) context_.set_start(*options.start_at, options.start_value);
@@ -174,10 +186,7 @@ at::Tensor HookedModel::Call::result(at::Tensor output) const {
 }
 
 at::Tensor HookedModel::run(const ModelInputs& inputs, const RunOptions& options) {
-  std::shared_lock<std::shared_mutex> lock(weights_mutex_, std::defer_lock);
-  if (!hooks::RunContext::current(&registry_)) lock.lock();  // a re-entrant call already holds it
-  inputs.validate();
-  Call call(*this, options);
+  Call call(*this, options, inputs);
   at::Tensor out = run_impl(inputs, options, call.context());
   return call.result(std::move(out));
 }

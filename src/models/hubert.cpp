@@ -365,11 +365,8 @@ at::Tensor HookedHubert::encode_in_call(const at::Tensor& wave_in, const at::Ten
 }
 
 at::Tensor HookedHubert::encode(const at::Tensor& wave, const at::Tensor& sample_lengths, const RunOptions& options) {
-  std::shared_lock<std::shared_mutex> lock(weights_mutex_, std::defer_lock);
-  if (!hooks::RunContext::current(&registry_)) lock.lock();
   ModelInputs inputs{wave, {}, sample_lengths, {}};
-  inputs.validate();
-  Call call(*this, options);
+  Call call(*this, options, inputs);
   return call.result(encode_in_call(wave, sample_lengths, inputs.batch_size(), call.context()));
 }
 

@@ -154,26 +154,11 @@ nlohmann::json HookedQwen2Audio::config_json() const {
 }
 
 const Qwen2AudioProcessor& HookedQwen2Audio::processor() const {
-  std::call_once(processor_once_, [&] {
-    try {
-      processor_ = std::make_shared<Qwen2AudioProcessor>(Qwen2AudioProcessor::from_dir(checkpoint_dir()));
-    } catch (const std::exception&) {
-    }
-  });
-  if (!processor_) {
-    (void)Qwen2AudioProcessor::from_dir(checkpoint_dir());  // throws the actual reason
-    throw IoError(fmt::format("{}: no usable Qwen2-Audio tokenizer", checkpoint_dir().string()));
-  }
-  return *processor_;
+  return processor_.get([&] { return Qwen2AudioProcessor::from_dir(checkpoint_dir()); });
 }
 
 bool HookedQwen2Audio::has_processor() const {
-  try {
-    processor();
-    return true;
-  } catch (const std::exception&) {
-    return false;
-  }
+  return processor_.available([&] { return Qwen2AudioProcessor::from_dir(checkpoint_dir()); });
 }
 
 Qwen2AudioEncoding HookedQwen2Audio::encode_in_call(const at::Tensor& mel, const at::Tensor& mel_lengths,
@@ -227,11 +212,8 @@ Qwen2AudioEncoding HookedQwen2Audio::encode_in_call(const at::Tensor& mel, const
 
 Qwen2AudioEncoding HookedQwen2Audio::encode_audio(const at::Tensor& mel, const at::Tensor& mel_lengths,
                                                   const RunOptions& options) {
-  std::shared_lock<std::shared_mutex> lock(weights_mutex_, std::defer_lock);
-  if (!hooks::RunContext::current(&registry_)) lock.lock();
   ModelInputs inputs{mel, {}, mel_lengths, {}};
-  inputs.validate();
-  Call call(*this, options);
+  Call call(*this, options, inputs);
   auto encoding = encode_in_call(mel, mel_lengths, options, inputs.batch_size(), call.context());
   if (call.context().stopped()) encoding.features = call.result(encoding.features);
   return encoding;
@@ -373,15 +355,12 @@ class HookedQwen2Audio::Session : public DecodeSession {
 std::vector<std::vector<int64_t>> HookedQwen2Audio::generate(const ModelInputs& inputs,
                                                              const GenerateOptions& generate,
                                                              const RunOptions& options) {
-  std::shared_lock<std::shared_mutex> lock(weights_mutex_, std::defer_lock);
-  if (!hooks::RunContext::current(&registry_)) lock.lock();
-  inputs.validate();
   if (options.stop_at) throw InvalidInput("generate does not take stop_at");
   if (generate.prompt.defined()) {
     throw InvalidInput("Qwen2-Audio's prompt is the inputs' tokens (with <|AUDIO|> expanded), not a separate prompt");
   }
   if (!inputs.tokens.defined()) throw InvalidInput("Qwen2-Audio's generate needs input ids (the prompt)");
-  Call call(*this, options);
+  Call call(*this, options, inputs);
   auto& ctx = call.context();
   if (ctx.start_in(hooks::Stack::lm)) throw InvalidInput("generate resumes (start_at) only in the audio encoder");
   const int64_t batch = inputs.batch_size();

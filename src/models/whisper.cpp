@@ -253,31 +253,13 @@ nlohmann::json HookedWhisper::config_json() const {
   };
 }
 
+// Only decoding text needs the tokenizer: features, forwards and generate run without one.
 const text::WhisperTokenizer& HookedWhisper::tokenizer() const {
-  std::call_once(tokenizer_once_, [&] {
-    try {
-      tokenizer_ = std::make_shared<text::WhisperTokenizer>(text::WhisperTokenizer::from_dir(checkpoint_dir()));
-    } catch (const std::exception&) {
-      // Leave it unset; has_tokenizer() says so and tokenizer() throws with the reason below.
-    }
-  });
-  if (!tokenizer_) {
-    // Re-read to report the actual reason (missing files or a malformed tokenizer.json).
-    (void)text::WhisperTokenizer::from_dir(checkpoint_dir());
-    throw IoError(fmt::format("{}: no usable Whisper tokenizer (tokenizer.json or vocab.json + merges.txt); it is "
-                              "needed only to turn token ids into text",
-                              checkpoint_dir().string()));
-  }
-  return *tokenizer_;
+  return tokenizer_.get([&] { return text::WhisperTokenizer::from_dir(checkpoint_dir()); });
 }
 
 bool HookedWhisper::has_tokenizer() const {
-  try {
-    tokenizer();
-    return true;
-  } catch (const std::exception&) {
-    return false;
-  }
+  return tokenizer_.available([&] { return text::WhisperTokenizer::from_dir(checkpoint_dir()); });
 }
 
 std::vector<int64_t> HookedWhisper::default_prompt(std::optional<std::string> language, const std::string& task) const {
@@ -402,18 +384,12 @@ at::Tensor HookedWhisper::run_impl(const ModelInputs& inputs, const RunOptions& 
 
 at::Tensor HookedWhisper::encode(const at::Tensor& mel, const at::Tensor& mel_lengths, const RunOptions& options) {
   ModelInputs inputs{mel, {}, mel_lengths, {}};
-  std::shared_lock<std::shared_mutex> lock(weights_mutex_, std::defer_lock);
-  if (!hooks::RunContext::current(&registry_)) lock.lock();
-  inputs.validate();
-  Call call(*this, options);
+  Call call(*this, options, inputs);
   return call.result(encode_in_call(mel, mel_lengths, options, inputs.batch_size(), call.context()));
 }
 
 at::Tensor HookedWhisper::decode(const at::Tensor& tokens, const at::Tensor& audio, const RunOptions& options) {
-  std::shared_lock<std::shared_mutex> lock(weights_mutex_, std::defer_lock);
-  if (!hooks::RunContext::current(&registry_)) lock.lock();
-  ModelInputs{{}, tokens, {}, {}}.validate();
-  Call call(*this, options);
+  Call call(*this, options, ModelInputs{{}, tokens, {}, {}});
   return call.result(decode_in_call(tokens, audio.to(device_, dtype_), nullptr));
 }
 
@@ -436,11 +412,8 @@ class HookedWhisper::Session : public DecodeSession {
 
 std::vector<std::vector<int64_t>> HookedWhisper::generate(const ModelInputs& inputs, const GenerateOptions& generate,
                                                           const RunOptions& options) {
-  std::shared_lock<std::shared_mutex> lock(weights_mutex_, std::defer_lock);
-  if (!hooks::RunContext::current(&registry_)) lock.lock();
-  inputs.validate();
   if (options.stop_at) throw InvalidInput("generate does not take stop_at");
-  Call call(*this, options);
+  Call call(*this, options, inputs);
   auto& ctx = call.context();
   if (ctx.start_in(hooks::Stack::decoder)) throw InvalidInput("generate resumes (start_at) only in the encoder");
   const int64_t batch = inputs.batch_size();

@@ -9,8 +9,10 @@
 //   lens    = model.unembed(stack, model.final_norm(stack, residual))
 #include <ATen/core/Tensor.h>
 
+#include <exception>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -192,19 +194,55 @@ class HookedModel {
   // rate is given and assumes the model's).
   std::vector<at::Tensor> to_model_rate(const std::vector<at::Tensor>& waves, std::optional<int64_t> sampling_rate) const;
 
-  // A call frame: the context with the options applied, active on this thread while it lives.
-  // (run() holds a shared lock on the weights around it, so to() waits for running calls.)
+  // A call frame, made at each public entry point: a shared lock on the weights (not taken
+  // again by a re-entrant call, which already holds it; to() waits for running calls), the
+  // inputs validated, and the context with the options applied, active on this thread while the
+  // frame lives.
   class Call {
    public:
-    Call(HookedModel& model, const RunOptions& options);
+    Call(HookedModel& model, const RunOptions& options, const ModelInputs& inputs);
     hooks::RunContext& context() { return context_; }
     // The call's result: the stop_at activation when it stopped, else `output`.
     at::Tensor result(at::Tensor output) const;
 
    private:
+    std::shared_lock<std::shared_mutex> lock_;
     hooks::RunContext context_;
     hooks::RunGuard guard_;
     bool wanted_stop_;
+  };
+
+  // A side file read on first use (a tokenizer, a processor): `load` runs once; get() throws
+  // what `load` threw when it failed, available() says whether it succeeded.
+  template <typename T>
+  class SideFile {
+   public:
+    template <typename Load>
+    const T& get(Load&& load) const {
+      std::call_once(once_, [&] {
+        try {
+          value_ = std::make_shared<T>(load());
+        } catch (...) {
+          error_ = std::current_exception();
+        }
+      });
+      if (error_) std::rethrow_exception(error_);
+      return *value_;
+    }
+    template <typename Load>
+    bool available(Load&& load) const {
+      try {
+        get(std::forward<Load>(load));
+        return true;
+      } catch (const std::exception&) {
+        return false;
+      }
+    }
+
+   private:
+    mutable std::once_flag once_;
+    mutable std::shared_ptr<T> value_;
+    mutable std::exception_ptr error_;
   };
 
   hooks::HookRegistry registry_;

@@ -125,8 +125,7 @@ class HookedQwen2Audio : public HookedModel {
   Qwen2AudioConfig config_;
   GenerationConfig generation_;
   audio::WhisperFeatureExtractor extractor_;
-  mutable std::once_flag processor_once_;
-  mutable std::shared_ptr<Qwen2AudioProcessor> processor_;
+  SideFile<Qwen2AudioProcessor> processor_;
   std::unique_ptr<WhisperEncoder> audio_encoder_;
   Linear projector_;
   hooks::HookPoint* hook_projector_out_;

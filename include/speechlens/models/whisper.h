@@ -180,8 +180,7 @@ class HookedWhisper : public HookedModel {
   WhisperConfig config_;
   GenerationConfig generation_;
   audio::WhisperFeatureExtractor extractor_;
-  mutable std::once_flag tokenizer_once_;
-  mutable std::shared_ptr<text::WhisperTokenizer> tokenizer_;
+  SideFile<text::WhisperTokenizer> tokenizer_;
   std::unique_ptr<WhisperEncoder> encoder_;
   // Decoder.
   at::Tensor token_embedding_;     // [vocab, D]
