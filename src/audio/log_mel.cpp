@@ -1,12 +1,22 @@
 #include "speechlens/audio/log_mel.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstdint>
+#include <optional>
 #include <nlohmann/json.hpp>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#include "mel_kernel.h"
 #include "speechlens/util/error.h"
 
 namespace speechlens::audio {
@@ -38,14 +48,52 @@ std::vector<double> linspace(double start, double stop, int num) {
   return values;
 }
 
-void check_options(const WhisperFeatureOptions& o) {
-  if (o.n_mels < 1 || o.sampling_rate < 1 || o.n_fft < 2 || o.hop_length < 1 ||
-      o.n_samples < o.hop_length) {
+// Bounds that keep a hostile preprocessor_config.json from allocating gigabytes before any
+// audio arrives (the mel bank is n_freqs x n_mels doubles, a padded clip n_samples floats).
+// Every Whisper-family front end in use sits far inside them (n_fft 400, 80/128 mels, 30 s).
+constexpr int64_t kMaxFft = 8192;
+constexpr int64_t kMaxMels = 1024;
+constexpr int64_t kMaxSamplingRate = 1'000'000;
+constexpr int64_t kMaxChunkSeconds = 600;
+constexpr int64_t kMaxSamples = kMaxChunkSeconds * 48'000;
+
+void check_range(const char* key, int64_t value, int64_t low, int64_t high) {
+  if (value < low || value > high) {
     throw InvalidInput(fmt::format(
-        "invalid Whisper feature options: n_mels={}, sampling_rate={}, n_fft={}, hop_length={}, "
-        "n_samples={} (all must be positive, n_fft >= 2 and n_samples >= hop_length)",
-        o.n_mels, o.sampling_rate, o.n_fft, o.hop_length, o.n_samples));
+        "Whisper feature options: '{}' = {} is out of range; expected {} to {}", key, value, low,
+        high));
   }
+}
+
+void check_options(const WhisperFeatureOptions& o) {
+  check_range("feature_size", o.n_mels, 1, kMaxMels);
+  check_range("sampling_rate", o.sampling_rate, 1, kMaxSamplingRate);
+  check_range("n_fft", o.n_fft, 2, kMaxFft);
+  check_range("hop_length", o.hop_length, 1, kMaxFft);
+  check_range("n_samples", o.n_samples, o.hop_length,
+              std::min<int64_t>(kMaxSamples, kMaxChunkSeconds * o.sampling_rate));
+}
+
+// A float32 CPU tensor for the kernel's output. Past 2 MB (a 30 s clip of 80 mels is 0.96 MB;
+// batches reach tens of MB) the memory is 2 MB-aligned and advised for transparent huge
+// pages, as numpy does for its arrays: first-touch page faults dominate writing a fresh
+// output otherwise (64 one-second clips padded to 30 s: 61 MB, measured 200 ms of faults with
+// 4 kB pages against 20 ms with huge pages on the build machine). Elsewhere: at::empty.
+at::Tensor empty_output(at::IntArrayRef sizes) {
+#if defined(__linux__)
+  constexpr size_t kHugePage = size_t{2} << 20;
+  const size_t bytes = static_cast<size_t>(c10::multiply_integers(sizes)) * sizeof(float);
+  if (bytes >= kHugePage) {
+    const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    void* data = nullptr;
+    if (posix_memalign(&data, kHugePage, rounded) == 0) {
+      madvise(data, rounded, MADV_HUGEPAGE);  // advice only: failure leaves 4 kB pages
+      return at::from_blob(data, sizes, [](void* p) { std::free(p); },
+                           at::TensorOptions().dtype(at::kFloat));
+    }
+  }
+#endif
+  return at::empty(sizes, at::kFloat);
 }
 
 at::Tensor as_float_wave(const at::Tensor& wave, const char* what) {
@@ -63,27 +111,49 @@ WhisperFeatureOptions WhisperFeatureOptions::from_json(const nlohmann::json& con
   if (!config.is_object()) {
     throw InvalidInput("Whisper preprocessor config must be a JSON object");
   }
-  WhisperFeatureOptions options;
-  auto read_int = [&](const char* key, int& field) {
-    if (!config.contains(key) || config[key].is_null()) return;
-    if (!config[key].is_number_integer()) {
+  // Integers are read as int64 and range-checked before anything is derived from them, so a
+  // value past int's range is an error naming its key, never a wrapped int.
+  auto read_int = [&](const char* key, int64_t low, int64_t high) -> std::optional<int64_t> {
+    const auto it = config.find(key);
+    if (it == config.end() || it->is_null()) return std::nullopt;
+    if (!it->is_number_integer()) {
       throw InvalidInput(fmt::format("preprocessor config: '{}' must be an integer, got {}", key,
-                                     config[key].dump()));
+                                     it->dump()));
     }
-    field = config[key].get<int>();
+    const int64_t value = it->is_number_unsigned() && it->get<uint64_t>() > INT64_MAX
+                              ? INT64_MAX
+                              : it->get<int64_t>();
+    check_range(key, value, low, high);
+    return value;
   };
-  read_int("feature_size", options.n_mels);
-  read_int("sampling_rate", options.sampling_rate);
-  read_int("n_fft", options.n_fft);
-  read_int("hop_length", options.hop_length);
+  WhisperFeatureOptions options;
+  if (auto v = read_int("feature_size", 1, kMaxMels)) options.n_mels = static_cast<int>(*v);
+  if (auto v = read_int("sampling_rate", 1, kMaxSamplingRate)) {
+    options.sampling_rate = static_cast<int>(*v);
+  }
+  if (auto v = read_int("n_fft", 2, kMaxFft)) options.n_fft = static_cast<int>(*v);
+  if (auto v = read_int("hop_length", 1, kMaxFft)) options.hop_length = static_cast<int>(*v);
   // HF derives n_samples from chunk_length * sampling_rate in its constructor; the stored
   // n_samples key is informational, so chunk_length wins when both are present.
-  read_int("n_samples", options.n_samples);
-  if (config.contains("chunk_length") && config["chunk_length"].is_number()) {
-    options.n_samples = config["chunk_length"].get<int>() * options.sampling_rate;
+  if (!config.contains("chunk_length")) {
+    if (auto v = read_int("n_samples", 1, kMaxSamples)) options.n_samples = static_cast<int>(*v);
   }
-  if (config.contains("padding_value") && config["padding_value"].is_number()) {
-    options.padding_value = config["padding_value"].get<float>();
+  if (auto v = read_int("chunk_length", 1, kMaxChunkSeconds)) {
+    const int64_t n_samples = *v * options.sampling_rate;  // both bounded: no overflow
+    if (n_samples > kMaxSamples) {
+      throw InvalidInput(fmt::format(
+          "preprocessor config: 'chunk_length' = {} s at 'sampling_rate' = {} Hz is {} samples "
+          "per clip; expected at most {}",
+          *v, options.sampling_rate, n_samples, kMaxSamples));
+    }
+    options.n_samples = static_cast<int>(n_samples);
+  }
+  if (const auto it = config.find("padding_value"); it != config.end() && !it->is_null()) {
+    if (!it->is_number() || !std::isfinite(it->get<double>())) {
+      throw InvalidInput(fmt::format(
+          "preprocessor config: 'padding_value' must be a finite number, got {}", it->dump()));
+    }
+    options.padding_value = it->get<float>();
   }
   check_options(options);
   return options;
@@ -129,10 +199,20 @@ WhisperFeatureExtractor::WhisperFeatureExtractor(WhisperFeatureOptions options)
                      .t()
                      .contiguous();
   window_ = at::hann_window(options_.n_fft, /*periodic=*/true, at::kFloat);
+  const float* window = window_.data_ptr<float>();
+  plan_ = detail::make_mel_plan(options_.n_fft, options_.hop_length,
+                                mel_filters_.data_ptr<float>(), options_.n_mels,
+                                std::vector<float>(window, window + options_.n_fft));
 }
 
 WhisperFeatureExtractor::WhisperFeatureExtractor(const nlohmann::json& preprocessor_config)
     : WhisperFeatureExtractor(WhisperFeatureOptions::from_json(preprocessor_config)) {}
+
+bool WhisperFeatureExtractor::uses_kernel(const at::Tensor& waves) const {
+  // The kernel has no autograd; a waveform that needs gradients takes the ATen path.
+  return plan_ != nullptr && waves.device().is_cpu() && waves.scalar_type() == at::kFloat &&
+         !(waves.requires_grad() && at::GradMode::is_enabled());
+}
 
 at::Tensor WhisperFeatureExtractor::log_mel(const at::Tensor& padded_waves) const {
   at::Tensor waves = as_float_wave(padded_waves, "WhisperFeatureExtractor::log_mel");
@@ -140,23 +220,107 @@ at::Tensor WhisperFeatureExtractor::log_mel(const at::Tensor& padded_waves) cons
     throw InvalidInput(fmt::format("log_mel expects padded waveforms [B, L], got {}",
                                    c10::str(waves.sizes())));
   }
-  return log_mel_of_signal_prefix(waves, waves.size(1));
+  check_stft_length(waves.size(1));
+  if (uses_kernel(waves)) {
+    const at::Tensor rows = waves.contiguous();
+    return kernel_log_mel(rows_of(rows, rows.size(1)), rows.size(1));
+  }
+  return aten_log_mel(waves, waves.size(1));
 }
 
-at::Tensor WhisperFeatureExtractor::log_mel_of_signal_prefix(const at::Tensor& waves,
-                                                             int64_t signal_length) const {
-  const int64_t length = waves.size(1);
+void WhisperFeatureExtractor::check_stft_length(int64_t length) const {
   const int64_t half = options_.n_fft / 2;
   if (length <= half) {
     throw InvalidInput(fmt::format(
         "log_mel needs more than n_fft / 2 = {} samples for the STFT's reflect padding, got {}",
         half, length));
   }
+}
+
+std::vector<detail::MelClip> WhisperFeatureExtractor::rows_of(const at::Tensor& rows,
+                                                             int64_t signal_length) const {
+  std::vector<detail::MelClip> clips(rows.size(0));
+  for (int64_t b = 0; b < rows.size(0); ++b) {
+    clips[b].data = rows.data_ptr<float>() + b * rows.stride(0);
+    clips[b].length = signal_length;
+  }
+  return clips;
+}
+
+at::Tensor WhisperFeatureExtractor::kernel_log_mel(std::vector<detail::MelClip> clips,
+                                                   int64_t padded_length) const {
+  const detail::MelKernel& kernel = detail::mel_kernel();
+  const detail::MelPlan& plan = *plan_;
+  const int64_t half = options_.n_fft / 2;
+  const int64_t hop = options_.hop_length;
+  const int64_t frames = padded_length / hop;
+  const int64_t n_mels = options_.n_mels;
+  const auto batch = static_cast<int64_t>(clips.size());
+  constexpr float kLogFloor = -10.0f;  // log10(max(0, 1e-10)), as HF's float32 log10 gives
+
+  // Frames that lie wholly in zero padding have an all-zero spectrum: their value is the floor
+  // and their FFT is skipped (a 1 s clip padded to 30 s needs 3% of the work). The reflected
+  // tail must be padding too, hence the bound on the length.
+  std::vector<int64_t> active(batch), first_chunk(batch + 1, 0);
+  const int64_t chunk = static_cast<int64_t>(kernel.lanes) * 8;
+  for (int64_t b = 0; b < batch; ++b) {
+    clips[b].padded_length = padded_length;
+    clips[b].pad_value = options_.padding_value;
+    active[b] = frames;
+    if (options_.padding_value == 0.0f && clips[b].length <= padded_length - 1 - half) {
+      active[b] = std::min(frames, (clips[b].length + half + hop - 1) / hop);
+    }
+    first_chunk[b + 1] = first_chunk[b] + (active[b] + chunk - 1) / chunk;
+  }
+
+  at::Tensor out = empty_output({batch, n_mels, frames});
+  float* data = out.data_ptr<float>();
+  std::vector<float> chunk_peak(first_chunk[batch], -INFINITY);
+  at::parallel_for(0, first_chunk[batch], 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c) {
+      const int64_t b =
+          std::upper_bound(first_chunk.begin(), first_chunk.end(), c) - first_chunk.begin() - 1;
+      const int64_t begin = (c - first_chunk[b]) * chunk;
+      const int64_t end = std::min(active[b], begin + chunk);
+      chunk_peak[c] = kernel.frames(plan, clips[b], begin, end, data + b * n_mels * frames,
+                                    frames);
+    }
+  });
+
+  // The 80 dB dynamic-range floor per utterance (as HF per example), then (x + 4) / 4, in the
+  // same float32 operations as HF.
+  std::vector<float> floor(batch);
+  for (int64_t b = 0; b < batch; ++b) {
+    float peak = active[b] < frames ? kLogFloor : -INFINITY;
+    for (int64_t c = first_chunk[b]; c < first_chunk[b + 1]; ++c) {
+      peak = std::max(peak, chunk_peak[c]);
+    }
+    floor[b] = peak - 8.0f;
+  }
+  at::parallel_for(0, batch * n_mels, 16, [&](int64_t lo, int64_t hi) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t b = row / n_mels;
+      const float low = floor[b];
+      float* values = data + row * frames;
+      for (int64_t f = 0; f < active[b]; ++f) {
+        values[f] = (std::max(values[f], low) + 4.0f) / 4.0f;
+      }
+      const float padding = (std::max(kLogFloor, low) + 4.0f) / 4.0f;
+      std::fill(values + active[b], values + frames, padding);
+    }
+  });
+  return out;
+}
+
+at::Tensor WhisperFeatureExtractor::aten_log_mel(const at::Tensor& waves,
+                                                 int64_t signal_length) const {
+  // Out-of-place ATen operations only: differentiable with respect to `waves`, and device
+  // agnostic (constants follow the input's device).
+  const int64_t length = waves.size(1);
+  const int64_t half = options_.n_fft / 2;
+  check_stft_length(length);
   // The STFT (center=True) has length / hop + 1 frames; Whisper drops the last one.
   const int64_t frames = length / options_.hop_length;
-  // Frames that start past the signal see only zero padding, whose spectrum is exactly zero;
-  // skipping their FFTs changes no bit of the result (a 1 s clip needs 3% of the work). The
-  // reflected tail must also be zeros, hence the bound on signal_length.
   int64_t active = frames;
   if (options_.padding_value == 0.0f && signal_length <= length - 1 - half) {
     active = std::min(frames, (signal_length + half + options_.hop_length - 1) /
@@ -171,20 +335,22 @@ at::Tensor WhisperFeatureExtractor::log_mel_of_signal_prefix(const at::Tensor& w
       padded.unfold(1, options_.n_fft, options_.hop_length).narrow(1, 0, active) *
       window_.to(waves.device());
   const at::Tensor spectrum = at::fft_rfft(windowed, options_.n_fft, -1);
-  // re^2 + im^2 on the complex views is several times faster than |X|^2 or a reduction over
-  // view_as_real, and differs from HF's abs()**2 only in the last float32 bit.
-  const at::Tensor power = at::real(spectrum).square().add_(at::imag(spectrum).square());
+  // re^2 + im^2 differs from HF's abs()**2 only in the last float32 bit, with the same
+  // gradient (2 re, 2 im; zero at zero).
+  const at::Tensor power = at::real(spectrum).square() + at::imag(spectrum).square();
   // [B, active, n_freqs] x [n_freqs, n_mels]
   const at::Tensor mel = at::matmul(power, mel_filters_.to(waves.device()).t());
-  const at::Tensor active_log = mel.clamp_min_(1e-10).log10_().transpose(1, 2);
-
-  at::Tensor log_spec = at::full({waves.size(0), options_.n_mels, frames}, std::log10(1e-10),
-                                 waves.options());
-  log_spec.narrow(2, 0, active).copy_(active_log);
-  // The 80 dB dynamic-range floor is per utterance, as HF applies it per example.
+  at::Tensor log_spec = mel.clamp_min(1e-10).log10().transpose(1, 2);
+  if (active < frames) {
+    log_spec = at::cat({log_spec, at::full({waves.size(0), options_.n_mels, frames - active},
+                                           std::log10(1e-10), waves.options())},
+                       2);
+  }
+  // The 80 dB dynamic-range floor is per utterance, as HF applies it per example; amax's
+  // gradient splits evenly between tied maxima, as torch's max() over all elements does.
   const at::Tensor peak = log_spec.amax({1, 2}, /*keepdim=*/true);
   log_spec = at::maximum(log_spec, peak - 8.0);
-  return log_spec.add_(4.0).div_(4.0);
+  return (log_spec + 4.0) / 4.0;
 }
 
 at::Tensor WhisperFeatureExtractor::operator()(const at::Tensor& wave) const {
@@ -199,12 +365,19 @@ at::Tensor WhisperFeatureExtractor::operator()(const at::Tensor& wave) const {
   if (rows.size(1) == 0) throw InvalidInput("WhisperFeatureExtractor: the waveform is empty");
   const int64_t n_samples = options_.n_samples;
   const int64_t signal_length = std::min(rows.size(1), n_samples);
-  if (rows.size(1) >= n_samples) {
-    rows = rows.narrow(1, 0, n_samples);
+  at::Tensor features;
+  if (uses_kernel(rows)) {
+    // No padded copy: the kernel reads each row up to signal_length and pads on the fly.
+    if (rows.stride(1) != 1) rows = rows.contiguous();
+    features = kernel_log_mel(rows_of(rows, signal_length), n_samples);
   } else {
-    rows = at::constant_pad_nd(rows, {0, n_samples - rows.size(1)}, options_.padding_value);
+    if (rows.size(1) >= n_samples) {
+      rows = rows.narrow(1, 0, n_samples);
+    } else {
+      rows = at::constant_pad_nd(rows, {0, n_samples - rows.size(1)}, options_.padding_value);
+    }
+    features = aten_log_mel(rows, signal_length);
   }
-  at::Tensor features = log_mel_of_signal_prefix(rows, signal_length);
   return batched ? features : features.squeeze(0);
 }
 
@@ -215,6 +388,7 @@ WhisperFeatures WhisperFeatureExtractor::operator()(const std::vector<at::Tensor
   std::vector<at::Tensor> clips;
   clips.reserve(waves.size());
   int64_t longest = 0;
+  bool kernel = true;
   for (size_t i = 0; i < waves.size(); ++i) {
     at::Tensor clip = as_float_wave(waves[i], "WhisperFeatureExtractor");
     if (clip.dim() != 1 || clip.size(0) == 0) {
@@ -226,7 +400,8 @@ WhisperFeatures WhisperFeatureExtractor::operator()(const std::vector<at::Tensor
       clip = clip.narrow(0, 0, options_.n_samples);
     }
     longest = std::max(longest, clip.size(0));
-    clips.push_back(clip);
+    kernel = kernel && uses_kernel(clip) && clip.device() == waves.front().device();
+    clips.push_back(clip.contiguous());
   }
   const int64_t target = padding == WhisperPadding::max_length ? options_.n_samples : longest;
   if (longest > target) {
@@ -235,22 +410,35 @@ WhisperFeatures WhisperFeatureExtractor::operator()(const std::vector<at::Tensor
         "truncation or use padding=longest",
         longest, target));
   }
+  check_stft_length(target);
 
   const auto batch = static_cast<int64_t>(clips.size());
-  at::Tensor padded = at::full({batch, target}, options_.padding_value,
-                               clips.front().options());
-  at::Tensor lengths = at::empty({batch}, at::kLong);
-  for (int64_t b = 0; b < batch; ++b) {
-    padded[b].narrow(0, 0, clips[b].size(0)).copy_(clips[b]);
-    lengths[b] = clips[b].size(0);
-  }
+  std::vector<int64_t> lengths(batch);
+  for (int64_t b = 0; b < batch; ++b) lengths[b] = clips[b].size(0);
   WhisperFeatures result;
-  result.input_features = log_mel_of_signal_prefix(padded, longest);
+  if (kernel) {
+    std::vector<detail::MelClip> views(batch);
+    for (int64_t b = 0; b < batch; ++b) {
+      views[b].data = clips[b].data_ptr<float>();
+      views[b].length = lengths[b];
+    }
+    result.input_features = kernel_log_mel(std::move(views), target);
+  } else {
+    // Padding by copies into slices keeps the autograd graph to every clip.
+    at::Tensor padded = at::full({batch, target}, options_.padding_value,
+                                 clips.front().options().requires_grad(false));
+    for (int64_t b = 0; b < batch; ++b) padded[b].narrow(0, 0, lengths[b]).copy_(clips[b]);
+    result.input_features = aten_log_mel(padded, longest);
+  }
   // HF keeps every hop_length-th entry of the sample mask, minus the dropped last frame:
   // frame f is real audio iff sample f * hop_length is.
   const int64_t frames = result.input_features.size(2);
-  const at::Tensor frame_start = at::arange(frames, at::kLong).mul(options_.hop_length);
-  result.attention_mask = frame_start.unsqueeze(0).lt(lengths.unsqueeze(1)).to(at::kInt);
+  const auto device = result.input_features.device();
+  const at::Tensor frame_start =
+      at::arange(frames, at::TensorOptions().dtype(at::kLong).device(device))
+          .mul(options_.hop_length);
+  const at::Tensor length_tensor = at::tensor(lengths, at::kLong).to(device);
+  result.attention_mask = frame_start.unsqueeze(0).lt(length_tensor.unsqueeze(1)).to(at::kInt);
   return result;
 }
 

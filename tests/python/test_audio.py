@@ -220,3 +220,86 @@ def test_bad_files_raise_clear_errors(tmp_path):
     audio.write_wav(tmp_path / "nan.wav", nan, SR)
     with pytest.raises(speechlens.InvalidInputError, match="frame 42"):
         audio.read_audio(tmp_path / "nan.wav")
+
+
+# ----------------------------------------------------------------------------- hostile input
+def _run_limited(code, headroom_gib=1.0):
+    """Runs `code` in a fresh interpreter whose address space is capped at what importing
+    speechlens took plus `headroom_gib`: a multi-gigabyte allocation fails there."""
+    import sys
+
+    prelude = (
+        "import resource, speechlens\n"
+        "from speechlens import _C\n"
+        "pages = int(open('/proc/self/statm').read().split()[0])\n"
+        f"limit = pages * resource.getpagesize() + int({headroom_gib} * (1 << 30))\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n"
+    )
+    return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("rate", [44101, 16001])
+def test_tiny_wav_at_a_coprime_rate_resamples_in_bounded_memory(tmp_path, rate):
+    """A 64-byte WAV at 44,101 Hz built a 5.7 GB resampling kernel (16,001 Hz: 6.1 GB)."""
+    path = tmp_path / "odd.wav"
+    audio.write_wav(path, torch.zeros(10), rate, "pcm16")
+    assert path.stat().st_size == 64
+    result = _run_limited(f"print(_C.audio.load_audio({str(path)!r}).numel())")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout) == math.ceil(10 * 16000 / rate)
+
+
+def test_absurd_sample_rate_is_refused_clearly():
+    """2^31 - 1 Hz asked for a 17 GB kernel; now an InvalidInputError naming the rate (run
+    capped, so a regression cannot take the test machine's memory)."""
+    code = (
+        "import torch, speechlens\n"
+        "for rates in [(2147483647, 16000), (16000, 5000000)]:\n"
+        "    try:\n"
+        "        _C.audio.resample(torch.zeros(8), *rates)\n"
+        "        print('accepted')\n"
+        "    except speechlens.InvalidInputError as e:\n"
+        "        print('refused:', e)\n"
+    )
+    result = _run_limited(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert "from_rate = 2147483647 Hz" in lines[0] and "to_rate = 5000000 Hz" in lines[1], lines
+
+
+@pytest.mark.parametrize("config,key", [
+    ({"chunk_length": 300000}, "chunk_length"),  # int overflow: n_samples was 505,032,704
+    ({"chunk_length": 134217}, "chunk_length"),  # 8.6 GB per padded clip
+    ({"n_fft": 20_000_000}, "n_fft"),            # 9.4 GB mel filter bank
+    ({"feature_size": 10**8}, "feature_size"),
+    ({"sampling_rate": 2**31 - 1}, "sampling_rate"),
+    ({"hop_length": 0}, "hop_length"),
+])
+def test_hostile_preprocessor_config_is_refused_before_allocating(config, key):
+    code = (
+        "import json, speechlens\n"
+        "try:\n"
+        f"    _C.audio.WhisperFeatureExtractor.from_config(json.loads({json_dumps(config)!r}))\n"
+        "    print('accepted')\n"
+        "except speechlens.InvalidInputError as e:\n"
+        "    print('refused:', e)\n"
+    )
+    if key == "chunk_length":  # the keyword constructor goes through the same checks
+        code += (
+            "try:\n"
+            f"    _C.audio.WhisperFeatureExtractor(chunk_length={config['chunk_length']})\n"
+            "    print('accepted')\n"
+            "except speechlens.InvalidInputError as e:\n"
+            "    print('refused:', e)\n"
+        )
+    result = _run_limited(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines and all(line.startswith("refused:") and f"'{key}'" in line for line in lines), lines
+
+
+def json_dumps(value):
+    import json
+
+    return json.dumps(value)

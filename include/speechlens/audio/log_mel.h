@@ -8,11 +8,17 @@
 // Parity with HF is measured in tests/python/test_audio.py and reported in docs/audio.md.
 #include <ATen/core/Tensor.h>
 
+#include <memory>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
 namespace speechlens::audio {
+
+namespace detail {
+struct MelPlan;
+struct MelClip;
+}  // namespace detail
 
 struct WhisperFeatureOptions {
   int n_mels = 80;
@@ -24,6 +30,9 @@ struct WhisperFeatureOptions {
 
   // Reads an HF preprocessor_config.json object: feature_size, sampling_rate, n_fft,
   // hop_length, n_samples (or chunk_length), padding_value; missing keys keep the defaults.
+  // Every value is range-checked before use (InvalidInput naming the key): feature_size <=
+  // 1024, sampling_rate <= 1 MHz, n_fft and hop_length <= 8192, chunk_length <= 600 s and
+  // n_samples <= 600 s at 48 kHz; the constructor checks the same bounds.
   static WhisperFeatureOptions from_json(const nlohmann::json& config);
 };
 
@@ -69,12 +78,20 @@ class WhisperFeatureExtractor {
   int frames() const { return options_.n_samples / options_.hop_length; }
 
  private:
-  // log_mel of rows whose samples past `signal_length` are all padding.
-  at::Tensor log_mel_of_signal_prefix(const at::Tensor& waves, int64_t signal_length) const;
+  // Two implementations of one method. The CPU kernel (src/audio/mel_kernel.h): float32 CPU
+  // waveforms when no gradient is recorded. ATen operations: everything else (gradients
+  // flow to the waveform; any device). Both equal HF within float32 rounding.
+  bool uses_kernel(const at::Tensor& waves) const;
+  at::Tensor kernel_log_mel(std::vector<detail::MelClip> clips, int64_t padded_length) const;
+  // log_mel of rows [B, L] whose samples past `signal_length` are all padding.
+  at::Tensor aten_log_mel(const at::Tensor& waves, int64_t signal_length) const;
+  std::vector<detail::MelClip> rows_of(const at::Tensor& rows, int64_t signal_length) const;
+  void check_stft_length(int64_t length) const;
 
   WhisperFeatureOptions options_;
   at::Tensor mel_filters_;
   at::Tensor window_;
+  std::shared_ptr<const detail::MelPlan> plan_;  // null when the kernel cannot do n_fft
 };
 
 }  // namespace speechlens::audio

@@ -5,7 +5,9 @@
 
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <string>
 
+#include "../../../src/audio/mel_kernel.h"  // the kernels themselves, to test each ISA
 #include "speechlens/util/error.h"
 
 namespace audio = speechlens::audio;
@@ -109,6 +111,106 @@ TEST(WhisperLogMel, RejectsBadWaveforms) {
   EXPECT_THROW(extractor(std::vector<at::Tensor>{}), InvalidInput);
   EXPECT_THROW(extractor({at::zeros({100})}, audio::WhisperPadding::longest), InvalidInput)
       << "too short for the STFT's reflect padding";
+}
+
+// log10(max(mel, 1e-10)) of every frame of the reflect-padded rows by ATen ops: the
+// reference each kernel is held to.
+at::Tensor aten_log10_mel(const at::Tensor& rows, int n_fft, int hop, const at::Tensor& filters) {
+  const at::Tensor padded =
+      at::reflection_pad1d(rows.unsqueeze(1), {n_fft / 2, n_fft / 2}).squeeze(1);
+  const int64_t frames = rows.size(1) / hop;
+  const at::Tensor windowed = padded.unfold(1, n_fft, hop).narrow(1, 0, frames) *
+                              at::hann_window(n_fft, /*periodic=*/true, at::kFloat);
+  const at::Tensor power = at::fft_rfft(windowed.to(at::kDouble), n_fft, -1).abs().square();
+  return at::matmul(power, filters.to(at::kDouble).t()).clamp_min(1e-10).log10().transpose(1, 2);
+}
+
+TEST(WhisperLogMelKernel, EveryIsaMatchesFloat64AtenFftOnEveryFrame) {
+  // n_fft 400 (Whisper: 200 = 4 5 5 2), 512 (4 4 4 4), 480 (4 4 5 3); 37 frames (not a
+  // multiple of any lane count) with reflect padding at both ends.
+  for (const int n_fft : {400, 512, 480}) {
+    const int hop = n_fft * 2 / 5, n_mels = 64;
+    const at::Tensor filters =
+        audio::slaney_mel_filter_bank(n_fft / 2 + 1, n_mels, 0.0, 8000.0, 16000).to(at::kFloat).t().contiguous();
+    const at::Tensor window = at::hann_window(n_fft, /*periodic=*/true, at::kFloat);
+    const auto plan = audio::detail::make_mel_plan(
+        n_fft, hop, filters.data_ptr<float>(), n_mels,
+        std::vector<float>(window.data_ptr<float>(), window.data_ptr<float>() + n_fft));
+    ASSERT_NE(plan, nullptr) << n_fft;
+    const at::Tensor wave = (at::randn({1, 37 * hop + 3}) * 0.1).contiguous();
+    const at::Tensor reference = aten_log10_mel(wave, n_fft, hop, filters)[0];
+    const int64_t frames = reference.size(1);
+    for (const auto& kernel : audio::detail::available_mel_kernels()) {
+      at::Tensor out = at::full({n_mels, frames}, NAN);
+      audio::detail::MelClip clip{wave.data_ptr<float>(), wave.size(1), wave.size(1), 0.0f};
+      // Two calls that split the frames mid-group, as the threaded driver does.
+      const float peak1 = kernel.frames(*plan, clip, 0, 5, out.data_ptr<float>(), frames);
+      const float peak2 = kernel.frames(*plan, clip, 5, frames, out.data_ptr<float>(), frames);
+      EXPECT_LE((out - reference).abs().max().item<double>(), 1e-4) << kernel.isa << " n_fft " << n_fft;
+      EXPECT_FLOAT_EQ(std::max(peak1, peak2), out.max().item<float>()) << kernel.isa;
+    }
+  }
+  // A size the kernel does not factor (n_fft / 2 = 7) has no plan; the extractor then uses ATen.
+  EXPECT_EQ(audio::detail::make_mel_plan(14, 5, nullptr, 1, std::vector<float>(14)), nullptr);
+}
+
+TEST(WhisperLogMelKernel, PaddingValueAndShortClipsMatchTheAtenPath) {
+  // The kernel pads on the fly (the padding value, then the reflection of the padded tail);
+  // the ATen path (taken when the waveform requires grad) pads by copies.
+  audio::WhisperFeatureOptions options;
+  options.n_samples = 16000;
+  for (const float padding_value : {0.0f, 0.25f}) {
+    options.padding_value = padding_value;
+    const audio::WhisperFeatureExtractor extractor(options);
+    for (const int64_t length : {201, 999, 8000, 15900, 16000, 20000}) {
+      const at::Tensor wave = at::randn({2, length}) * 0.1;
+      const at::Tensor fast = extractor(wave);
+      const at::Tensor slow = extractor(wave.clone().requires_grad_(true)).detach();
+      // Two float32 FFTs (the kernel's, MKL's) differ by ~1e-5 in bins far below a frame's peak.
+      EXPECT_LE((fast - slow).abs().max().item<float>(), 5e-5) << padding_value << " " << length;
+      const at::Tensor shorter = wave[0].narrow(0, 0, std::min<int64_t>(length, length / 2 + 201));
+      const audio::WhisperFeatures listed =
+          extractor({shorter, wave[1]}, audio::WhisperPadding::longest);
+      const audio::WhisperFeatures listed_slow = extractor(
+          {shorter.clone().requires_grad_(true), wave[1]}, audio::WhisperPadding::longest);
+      EXPECT_LE((listed.input_features - listed_slow.input_features.detach()).abs().max().item<float>(), 5e-5);
+    }
+  }
+}
+
+// The error for a hostile preprocessor config names the key, and comes before any allocation.
+void expect_refused(const nlohmann::json& config, const std::string& key) {
+  try {
+    const audio::WhisperFeatureExtractor extractor(config);
+    ADD_FAILURE() << config.dump() << " was accepted";
+  } catch (const InvalidInput& error) {
+    EXPECT_NE(std::string(error.what()).find("'" + key + "'"), std::string::npos)
+        << config.dump() << ": " << error.what();
+  }
+}
+
+TEST(WhisperLogMel, HostilePreprocessorConfigIsRefusedNamingTheKey) {
+  // Each of these overflowed an int or allocated gigabytes before (issue 16).
+  expect_refused({{"chunk_length", 300000}}, "chunk_length");  // n_samples wrapped to 505,032,704
+  expect_refused({{"chunk_length", 134217}}, "chunk_length");  // 8.6 GB
+  expect_refused({{"n_fft", 20000000}}, "n_fft");              // 9.4 GB mel bank
+  expect_refused({{"chunk_length", 30}, {"sampling_rate", 2147483647}}, "sampling_rate");
+  expect_refused({{"chunk_length", 500}, {"sampling_rate", 96000}}, "chunk_length");
+  expect_refused({{"feature_size", 100000000}}, "feature_size");
+  expect_refused({{"feature_size", int64_t{1} << 40}}, "feature_size");  // past int: no wrap
+  expect_refused({{"hop_length", 0}}, "hop_length");
+  expect_refused({{"n_fft", 400.5}}, "n_fft");
+  expect_refused({{"n_samples", -1}}, "n_samples");
+  expect_refused({{"padding_value", "zero"}}, "padding_value");
+  // The options struct is held to the same bounds.
+  audio::WhisperFeatureOptions options;
+  options.n_fft = 20000000;
+  EXPECT_THROW(audio::WhisperFeatureExtractor{options}, InvalidInput);
+  // HF ignores a stored n_samples when chunk_length is given; so do we.
+  EXPECT_EQ(audio::WhisperFeatureExtractor(nlohmann::json{{"chunk_length", 30}, {"n_samples", -5}})
+                .options()
+                .n_samples,
+            480000);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
 
 #include "speechlens/util/error.h"
 
@@ -80,6 +81,46 @@ TEST(Resample, RejectsBadArguments) {
   audio::ResampleOptions bad;
   bad.rolloff = 1.5;
   EXPECT_THROW(audio::resample(at::zeros({4}), 8000, 16000, bad), InvalidInput);
+}
+
+TEST(Resample, CoprimeRatesKeepTheKernelBoundedAndTheRateClose) {
+  // 44101 -> 16000 and 16001 -> 16000 built kernels of 5.7 and 6.1 GB before (issue 16).
+  for (const int from : {44101, 16001, 999983, 1001}) {
+    const audio::ResamplePlan plan = audio::plan_resample(from, 16000);
+    EXPECT_GT(plan.rate_error, 0.0) << from;
+    EXPECT_LE(plan.rate_error, audio::kMaxRateError) << from;
+    EXPECT_LE(plan.up * plan.down, audio::kMaxResampleKernel) << from;
+    const at::Tensor y = audio::resample(at::randn({10}), from, 16000);
+    EXPECT_EQ(y.size(0), (10 * 16000 + from - 1) / from) << from;
+  }
+  // The approximated ratio still resamples a tone: 1 kHz at 44101 Hz -> 16 kHz. Output k
+  // sits at input time k down / up (not k 44101 / 16000): the filter is as exact as for a
+  // usual ratio, and the time drifts by rate_error (2.3e-7 here, 0.14 ms over 10 minutes).
+  const audio::ResamplePlan plan = audio::plan_resample(44101, 16000);
+  const at::Tensor x = sine(1000.0, 44101, 44101);
+  const at::Tensor y = audio::resample(x, 44101, 16000);
+  ASSERT_EQ(y.size(0), 16000);
+  const at::Tensor time = at::arange(16000, at::kDouble).mul(static_cast<double>(plan.down) /
+                                                             static_cast<double>(plan.up) / 44101);
+  const at::Tensor expected = at::sin(time.mul(2 * M_PI * 1000.0)).mul(0.5);
+  EXPECT_LT((y - expected).narrow(0, 800, 14400).abs().max().item<double>(), 1e-5);
+  EXPECT_LT(plan.rate_error, 1e-6);
+  // Usual rates keep their exact ratio.
+  EXPECT_EQ(audio::plan_resample(44100, 16000).rate_error, 0.0);
+  EXPECT_EQ(audio::plan_resample(44100, 16000).up, 160);
+}
+
+TEST(Resample, AbsurdRatesAreRefusedNamingTheArgument) {
+  try {
+    audio::resample(at::zeros({4}), 2147483647, 16000);
+    ADD_FAILURE() << "2^31 - 1 Hz was accepted";
+  } catch (const speechlens::InvalidInput& error) {
+    EXPECT_NE(std::string(error.what()).find("from_rate = 2147483647 Hz"), std::string::npos)
+        << error.what();
+  }
+  EXPECT_THROW(audio::resample(at::zeros({4}), 16000, 1'000'001), speechlens::InvalidInput);
+  EXPECT_THROW(audio::resample(at::zeros({4}), 999, 16000), speechlens::InvalidInput);
+  EXPECT_THROW(audio::resample(at::zeros({4}), 16000, 1), speechlens::InvalidInput);
 }
 
 }  // namespace
